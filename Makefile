@@ -1,0 +1,40 @@
+# Everything a newcomer needs: `make demo` and `make test` create .venv and install into it.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+RAY_VENV := .venv-ray
+RAY_VERSION := 2.60.0
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint bench bench-zactor clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/wordcount.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(PY) -m pytest
+
+# Ray lives in a virtualenv of its own: it is a point of comparison, never a dependency.
+$(RAY_VENV)/.installed-stamp:
+	$(PYTHON) -m venv $(RAY_VENV)
+	$(RAY_VENV)/bin/python -m pip install -q --upgrade pip
+	$(RAY_VENV)/bin/python -m pip install -q 'ray==$(RAY_VERSION)' numpy psutil
+	touch $@
+
+bench: $(STAMP) $(RAY_VENV)/.installed-stamp
+	$(PY) benchmarks/microbench.py --compare --ray-python $(RAY_VENV)/bin/python
+
+bench-zactor: $(STAMP)
+	$(PY) benchmarks/microbench.py
+
+clean:
+	rm -rf $(VENV) $(RAY_VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""The ``zactor`` command line (installed as the ``zactor_cli`` package)."""

@@ -1,0 +1,323 @@
+"""The core API functions: init/shutdown, get/put/wait, kill/cancel, actors by name, info."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import uuid
+import warnings
+from typing import Any
+
+from zactor import _refs, _state
+from zactor._actor import ActorHandle
+from zactor._client import CoreClient
+from zactor._ids import put_object_id
+from zactor._object_ref import ObjectRef
+from zactor._serialization import serialize
+from zactor._session import EmbeddedCluster, detect_gpus
+from zactor.protocol import Msg, encode
+
+log = logging.getLogger(__name__)
+
+_init_lock = threading.RLock()
+
+# Ray's init keywords that have no meaning here; accepted so Ray programs run unchanged.
+_IGNORED_INIT_KWARGS = frozenset({
+    "include_dashboard", "dashboard_host", "dashboard_port", "configure_logging",
+    "logging_format", "log_to_driver", "_temp_dir", "_system_config", "_metrics_export_port",
+    "local_mode", "job_config", "storage", "_node_ip_address", "_enable_object_reconstruction",
+    "_plasma_directory", "logging_config", "_skip_env_hook",
+})
+
+
+class DriverState:
+    def __init__(self, namespace: str, cluster: EmbeddedCluster | None, job_id: str) -> None:
+        self.namespace = namespace
+        self.cluster = cluster
+        self.job_id = job_id
+        self.warned_infeasible: set = set()
+
+
+def init(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    resources: dict[str, float] | None = None,
+    object_store_memory: int | None = None,
+    namespace: str | None = None,
+    ignore_reinit_error: bool = False,
+    log_to_driver: bool = True,
+    logging_level: int = logging.WARNING,
+    runtime_env: dict | None = None,
+    **kwargs: Any,
+) -> dict:
+    """Start (or join) a cluster and connect this process to it as a driver.
+
+    With no ``address`` it starts an embedded local cluster: a head, a node agent and one warm
+    worker per logical CPU (``num_cpus`` overrides). Returns a dict describing the cluster.
+
+    Example::
+
+        import zactor
+        zactor.init(num_cpus=4)
+    """
+    unknown = sorted(set(kwargs) - _IGNORED_INIT_KWARGS)
+    if unknown:
+        raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(unknown)}")
+    if runtime_env:
+        raise NotImplementedError("runtime_env is not supported yet")
+    with _init_lock:
+        if _state.core is not None:
+            if ignore_reinit_error:
+                return _context_info()
+            raise RuntimeError(
+                "Maybe you called zactor.init twice by accident? This error can be suppressed "
+                "by passing in 'ignore_reinit_error=True' or by calling 'zactor.shutdown()' "
+                "prior to 'zactor.init()'.")
+        address = address or os.environ.get("ZACTOR_ADDRESS")
+        if address not in (None, "local"):
+            raise NotImplementedError(
+                f"connecting to a running cluster ({address!r}) arrives with the multi-machine "
+                "cluster; use zactor.init() for an embedded local cluster")
+        for key, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 0):
+                raise ValueError(f"{key} must be a non-negative integer, got {value!r}")
+        cpus = (os.cpu_count() or 1) if num_cpus is None else num_cpus
+        gpus = detect_gpus() if num_gpus is None else num_gpus
+        cluster = EmbeddedCluster(cpus, gpus, resources, object_store_memory, logging_level)
+        try:
+            core = CoreClient(cluster.address, "driver", info={"pid": os.getpid()},
+                              alive_check=cluster.alive)
+        except BaseException:
+            cluster.stop()
+            raise
+        core.log_to_driver = log_to_driver
+        _state.core = core
+        _state.driver = DriverState(namespace or str(uuid.uuid4()), cluster, cluster.session)
+        return _context_info()
+
+
+def _context_info() -> dict:
+    core = _state.core
+    driver = _state.driver
+    return {
+        "address": driver.cluster.address if driver and driver.cluster else None,
+        "session": core.welcome.get("session") if core else None,
+        "namespace": driver.namespace if driver else None,
+    }
+
+
+def is_initialized() -> bool:
+    """True once ``init`` has connected this process to a cluster."""
+    return _state.core is not None
+
+
+def shutdown() -> None:
+    """Disconnect; an embedded cluster stops: every process ends, every object file goes."""
+    with _init_lock:
+        core = _state.core
+        driver = _state.driver
+        if core is None or _state.worker is not None:
+            return
+        _state.core = None
+        _state.driver = None
+        stop_cluster = driver is not None and driver.cluster is not None
+        core.close(goodbye=(stop_cluster,))
+        if stop_cluster:
+            driver.cluster.stop()
+        tracker = _refs.tracker
+        tracker.object_events.clear()
+        tracker.actor_events.clear()
+        tracker.object_counts.clear()
+        tracker.actor_counts.clear()
+
+
+atexit.register(shutdown)
+
+
+def core() -> CoreClient:
+    """The current connection, starting an embedded cluster on first use (as Ray does)."""
+    c = _state.core
+    if c is None:
+        init()
+        c = _state.core
+    return c
+
+
+def get(object_refs: ObjectRef | list[ObjectRef], *, timeout: float | None = None) -> Any:
+    """Wait for and return the value(s) of one ObjectRef or a list of them.
+
+    A remote exception is re-raised as a ``TaskError`` that is also an instance of its
+    original class; ``timeout`` (seconds) raises ``GetTimeoutError`` and does not cancel.
+
+    Example::
+
+        assert zactor.get([square.remote(i) for i in range(3)]) == [0, 1, 4]
+    """
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"timeout must be None or >= 0, got {timeout}")
+    if type(object_refs) is ObjectRef:
+        c = core()
+        oid = object_refs._id
+        return c.decode(oid, c.get_entries([oid], timeout)[0])
+    if not isinstance(object_refs, list):
+        raise TypeError(
+            f"get() expects an ObjectRef or a list of ObjectRefs, got "
+            f"{type(object_refs).__name__}")
+    for ref in object_refs:
+        if not isinstance(ref, ObjectRef):
+            raise TypeError(
+                f"get() expects a list of ObjectRefs, but it contains a "
+                f"{type(ref).__name__}")
+    if not object_refs:
+        return []
+    c = core()
+    ids = [r._id for r in object_refs]
+    entries = c.get_entries(ids, timeout)
+    return [c.decode(oid, e) for oid, e in zip(ids, entries, strict=False)]
+
+
+def put(value: Any) -> ObjectRef:
+    """Store ``value`` in the object store; return a reference to it.
+
+    Large values (above ``ZACTOR_INLINE_OBJECT_MAX``) go to a shared-memory file; a numpy
+    array read back with ``get`` is then a zero-copy read-only view.
+    """
+    if isinstance(value, ObjectRef):
+        raise TypeError("Calling 'put' on an ObjectRef is not allowed. If you really want to "
+                        "do this, you can wrap the ObjectRef in a list and call 'put' on it.")
+    c = core()
+    try:
+        ser = serialize(value)
+    except Exception as exc:  # noqa: BLE001
+        raise TypeError(f"Could not serialize the value given to put() "
+                        f"({type(value).__name__}): {type(exc).__name__}: {exc}") from exc
+    return store(c, ser)
+
+
+def store(c: CoreClient, ser) -> ObjectRef:
+    """Register a serialized value as a new object owned by this process."""
+    oid = put_object_id()
+    ref = ObjectRef(oid)
+    if ser.is_large:
+        path = os.path.join(c.welcome["shm_dir"], oid.hex())
+        loc = [path, ser.to_file(path)]
+        c.store_local(oid, 0, loc, None)
+        c.send(encode(Msg.PUT, oid, loc, ser.contained, ser.contained_actors))
+    else:
+        blob = ser.to_blob()
+        c.store_local(oid, 0, None, blob)
+        c.send(encode(Msg.PUT, oid, None, ser.contained, ser.contained_actors), (blob,))
+    return ref
+
+
+def wait(
+    object_refs: list[ObjectRef],
+    *,
+    num_returns: int = 1,
+    timeout: float | None = None,
+    fetch_local: bool = True,
+) -> tuple[list[ObjectRef], list[ObjectRef]]:
+    """Return ``(ready, not_ready)`` once ``num_returns`` refs are ready or ``timeout`` passes.
+
+    Both lists keep the input order; ``ready`` holds at most ``num_returns`` refs.
+    """
+    if not isinstance(object_refs, (list, tuple)):
+        raise TypeError(f"wait() expects a list of ObjectRefs, got {type(object_refs).__name__}")
+    for ref in object_refs:
+        if not isinstance(ref, ObjectRef):
+            raise TypeError(f"wait() expects a list of ObjectRefs, but it contains a "
+                            f"{type(ref).__name__}")
+    ids = [r._id for r in object_refs]
+    if len(set(ids)) != len(ids):
+        raise ValueError("Wait requires a list of unique object refs.")
+    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 0:
+        raise ValueError(f"Invalid number of objects to return {num_returns!r}.")
+    if num_returns > len(ids):
+        raise ValueError(f"num_returns ({num_returns}) cannot be greater than the number of "
+                         f"object refs provided ({len(ids)}).")
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"timeout must be None or >= 0, got {timeout}")
+    if not ids:
+        return [], []
+    ready_ids = set(core().wait_objects(ids, num_returns, timeout)[:num_returns])
+    ready = [r for r in object_refs if r._id in ready_ids]
+    rest = [r for r in object_refs if r._id not in ready_ids]
+    return ready, rest
+
+
+def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
+    """Kill an actor's process at once; its pending and later calls raise ActorDiedError."""
+    if not isinstance(actor, ActorHandle):
+        raise TypeError(f"kill() expects an actor handle, got {type(actor).__name__}")
+    core().send(encode(Msg.KILL_ACTOR, actor._actor_id, bool(no_restart)))
+
+
+def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
+    """Cancel the task that makes ``object_ref``; ``get`` then raises TaskCancelledError.
+
+    A queued task is dropped at once; a running one is interrupted (``force=True`` kills its
+    worker). ``recursive`` also cancels the tasks it submitted.
+    """
+    if not isinstance(object_ref, ObjectRef):
+        raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
+    core().send(encode(Msg.CANCEL, object_ref._id, bool(force), bool(recursive)))
+
+
+def current_namespace() -> str:
+    if _state.driver is not None:
+        return _state.driver.namespace
+    worker = _state.worker
+    if worker is not None and getattr(worker, "namespace", None):
+        return worker.namespace
+    return ""
+
+
+def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
+    """The handle of the named actor; ``ValueError`` if there is none in the namespace."""
+    if not isinstance(name, str) or not name:
+        raise ValueError("Please supply a non-empty actor name")
+    ns = namespace if namespace is not None else current_namespace()
+    actor_id, meta = core().request("get_actor", [name, ns])
+    return ActorHandle(actor_id, meta, _owned=True)
+
+
+def cluster_resources() -> dict[str, float]:
+    """Total resources of the live nodes, e.g. ``{"CPU": 8.0, "memory": ...}``."""
+    return core().request("cluster_resources")
+
+
+def available_resources() -> dict[str, float]:
+    """Resources not currently held by running tasks and actors."""
+    return core().request("available_resources")
+
+
+def nodes() -> list[dict]:
+    """One dict per node: ``NodeID``, ``Alive``, ``NodeManagerAddress``, ``Resources``."""
+    return core().request("nodes")
+
+
+def warn_if_infeasible(what: str, req: dict[str, float]) -> None:
+    """Warn (once per request shape) when no node could ever run ``req``, as Ray does."""
+    c = _state.core
+    totals = c.welcome.get("resources") if c else None
+    if not totals:
+        return
+    if all(totals.get(k, 0.0) + 1e-9 >= v for k, v in req.items()):
+        return
+    key = (what, tuple(sorted(req.items())))
+    driver = _state.driver
+    seen = driver.warned_infeasible if driver is not None else set()
+    if key in seen:
+        return
+    seen.add(key)
+    msg = (f"{what} requests {req}, which no node in the cluster can provide "
+           f"(cluster total: { {k: totals[k] for k in totals if not k.startswith('node:')} }). "
+           "It stays pending until a node that can run it joins.")
+    log.warning(msg)
+    warnings.warn(msg, UserWarning, stacklevel=4)
+

@@ -1,0 +1,70 @@
+"""Task arguments: top-level ObjectRefs become dependencies, nested ones stay refs.
+
+The submitter replaces each top-level ``ObjectRef`` argument with a ``_Dep`` placeholder
+and lists its id in the spec's ``deps``; the worker swaps each placeholder for the value.
+Refs inside containers are pickled as refs (and pinned by the head while the task lives),
+exactly as in Ray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from zactor._object_ref import ObjectRef
+from zactor._serialization import Serialized, serialize
+
+
+class _Dep:
+    __slots__ = ("i",)
+
+    def __init__(self, i: int) -> None:
+        self.i = i
+
+    def __reduce__(self):
+        return (_Dep, (self.i,))
+
+
+def pack_args(args: tuple, kwargs: dict, what: str) -> tuple[Serialized, list[bytes]]:
+    deps: list[bytes] = []
+
+    def sub(x: Any) -> Any:
+        if type(x) is ObjectRef:
+            deps.append(x._id)
+            return _Dep(len(deps) - 1)
+        return x
+
+    a = [sub(x) for x in args] if args else []
+    k = {key: sub(v) for key, v in kwargs.items()} if kwargs else {}
+    try:
+        ser = serialize((a, k))
+    except Exception as exc:  # noqa: BLE001 - name the argument that does not pickle
+        raise TypeError(_which_argument(args, kwargs, what, exc)) from exc
+    return ser, deps
+
+
+def _which_argument(args: tuple, kwargs: dict, what: str, exc: Exception) -> str:
+    for label, value in [*((f"positional argument {i}", v) for i, v in enumerate(args)),
+                         *((f"keyword argument {k!r}", v) for k, v in kwargs.items())]:
+        try:
+            serialize(value)
+        except Exception as inner:  # noqa: BLE001
+            return (f"Could not serialize the {label} ({_short(value)}) of {what}: "
+                    f"{type(inner).__name__}: {inner}")
+    return f"Could not serialize the arguments of {what}: {type(exc).__name__}: {exc}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def unpack_args(value: tuple, resolve: Callable[[int], Any]) -> tuple[list, dict]:
+    a, k = value
+    for i, x in enumerate(a):
+        if type(x) is _Dep:
+            a[i] = resolve(x.i)
+    for key, x in k.items():
+        if type(x) is _Dep:
+            k[key] = resolve(x.i)
+    return a, k

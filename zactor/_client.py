@@ -1,0 +1,343 @@
+"""A process's connection to the head: used by drivers and workers alike.
+
+    user / executor threads                      I/O thread
+    ───────────────────────                      ──────────
+    send(): lock, send on the "out" DEALER ──►  head ROUTER ──► "in" DEALER: recv, dispatch:
+    get(): wait on a condition  ◄────────────────  OBJECT/REPLY fill the cache and notify;
+                                                   EXECUTE/CANCEL_TASK/EXIT go to the worker
+
+Each client has two DEALER sockets with related identities (``key + b">"`` and
+``key + b"<"``): any thread sends on the first under a lock, so a call costs no thread hop on
+the way out; only the I/O thread reads the second. The head treats both as one client.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from zactor import _refs, _serialization, config
+from zactor.exceptions import GetTimeoutError, ZactorError
+from zactor.protocol import Msg, ProtocolError, Status, decode, encode
+
+log = logging.getLogger(__name__)
+
+_tracker = _refs.tracker
+
+
+class HeadUnreachableError(ZactorError):
+    """The head did not answer (it is not running, or died)."""
+
+
+class CoreClient:
+    def __init__(
+        self,
+        head_address: str,
+        kind: str,
+        info: dict | None = None,
+        node_id: bytes | None = None,
+        alive_check: Callable[[], bool] | None = None,
+        connect_timeout: float = config.HEAD_START_TIMEOUT_S,
+        on_task: Callable[[Msg, list, list], None] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.key = kind[:1].upper().encode() + os.urandom(8)
+        self.ctx = zmq.Context()
+        self.out = self._socket(self.key + b">", head_address)
+        self.inp = self._socket(self.key + b"<", head_address)
+        self._send_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._objects: dict[bytes, tuple] = {}
+        self._callbacks: dict[bytes, list] = {}
+        self._subscribed: set[bytes] = set()
+        self._dropped: collections.OrderedDict = collections.OrderedDict()
+        self._replies: dict[int, tuple] = {}
+        self._req_ids = itertools.count(1)
+        self.shipped: set[bytes] = set()
+        # Set before the I/O thread starts: work may arrive right behind the WELCOME.
+        self.on_task = on_task
+        self.on_blocked: Callable[[bool], None] | None = None
+        self.log_to_driver = True
+        self._closed = False
+        self._last_flush = time.monotonic()
+        self.welcome = self._handshake(kind, info or {}, node_id, alive_check, connect_timeout)
+        self._thread = threading.Thread(target=self._io_loop, name="zactor-io", daemon=True)
+        self._thread.start()
+
+    # -- setup -------------------------------------------------------------------------------
+
+    def _socket(self, identity: bytes, address: str) -> zmq.Socket:
+        sock = self.ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.ROUTING_ID, identity)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)
+        sock.setsockopt(zmq.RECONNECT_IVL, config.RECONNECT_IVL_MS)
+        sock.connect(address)
+        return sock
+
+    def _handshake(self, kind, info, node_id, alive_check, timeout) -> dict:
+        # HELLO goes on the inbound socket so the head has seen its identity before it ever
+        # routes anything to it.
+        self.inp.send(encode(Msg.HELLO, kind, os.getpid(), node_id, info))
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.inp.poll(50):
+                mtype, fields = decode(self.inp.recv())
+                if mtype == Msg.WELCOME:
+                    return fields[0]
+            if alive_check is not None and not alive_check():
+                self.close()
+                raise HeadUnreachableError("the head process exited during startup")
+            if time.monotonic() > deadline:
+                self.close()
+                raise HeadUnreachableError(f"no answer from the head within {timeout:.0f} s")
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def send(self, header: bytes, frames: list | tuple = ()) -> None:
+        with self._send_lock:
+            if (_tracker.object_events or _tracker.actor_events) and (
+                _tracker.has_borrow or _tracker.pending() > config.REF_BATCH
+            ):
+                self._flush_refs_locked()
+            if frames:
+                self.out.send_multipart([header, *frames], copy=len(frames) < 4)
+            else:
+                self.out.send(header)
+
+    def flush_refs(self) -> None:
+        with self._send_lock:
+            self._flush_refs_locked()
+
+    def _flush_refs_locked(self) -> None:
+        self._last_flush = time.monotonic()
+        oa, od, aa, ad = _tracker.drain()
+        if not (oa or od or aa or ad) or self._closed:
+            return
+        if od:
+            with self._cond:
+                objects = self._objects
+                for oid in od:
+                    objects.pop(oid, None)
+                    self._subscribed.discard(oid)
+                    self._dropped[oid] = None
+                while len(self._dropped) > 100_000:
+                    self._dropped.popitem(last=False)
+        self.out.send(encode(Msg.REFS, oa, od, aa, ad))
+
+    def request(self, what: str, args: Any = None, timeout: float | None = 60.0) -> Any:
+        """Ask the head something and wait for its answer."""
+        req_id = next(self._req_ids)
+        self.send(encode(Msg.REQUEST, req_id, what, args))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while req_id not in self._replies:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise GetTimeoutError(f"the head did not answer {what!r} in {timeout} s")
+                if self._closed:
+                    raise HeadUnreachableError("the connection to the head is closed")
+                self._cond.wait(remaining if remaining is None else min(remaining, 1.0))
+            ok, value = self._replies.pop(req_id)
+        if not ok:
+            raise _reply_error(value)
+        return value
+
+    # -- objects -----------------------------------------------------------------------------
+
+    def store_local(self, object_id: bytes, status: int, loc, blob) -> None:
+        """Cache a value this process made (``put``), so its own ``get`` needs no round trip."""
+        with self._cond:
+            self._objects[object_id] = (status, loc, blob)
+
+    def is_ready(self, object_id: bytes) -> bool:
+        return object_id in self._objects
+
+    def ensure_subscribed(self, ids) -> None:
+        missing = [i for i in ids if i not in self._objects and i not in self._subscribed]
+        if missing:
+            self._subscribed.update(missing)
+            self.send(encode(Msg.SUBSCRIBE, missing))
+
+    def wait_objects(self, ids: list[bytes], num: int, timeout: float | None) -> list[bytes]:
+        """Block until ``num`` of ``ids`` are ready or the timeout passes; return the ready."""
+        objects = self._objects
+        ready = [i for i in ids if i in objects]
+        if len(ready) >= num or timeout == 0:
+            return ready
+        self.ensure_subscribed(ids)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        blocked = False
+        try:
+            with self._cond:
+                while True:
+                    ready = [i for i in ids if i in objects]
+                    if len(ready) >= num:
+                        return ready
+                    if self._closed:
+                        raise HeadUnreachableError("the connection to the head is closed")
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return ready
+                    if not blocked and self.on_blocked is not None:
+                        blocked = True
+                        self._cond.release()
+                        try:
+                            self.on_blocked(True)
+                        finally:
+                            self._cond.acquire()
+                        continue
+                    self._cond.wait(1.0 if remaining is None else min(remaining, 1.0))
+        finally:
+            if blocked:
+                self.on_blocked(False)
+
+    def get_entries(self, ids: list[bytes], timeout: float | None) -> list[tuple]:
+        objects = self._objects
+        try:
+            return [objects[i] for i in ids]
+        except KeyError:
+            pass
+        ready = self.wait_objects(ids, len(ids), timeout)
+        if len(ready) < len(ids):
+            missing = len(ids) - len(ready)
+            raise GetTimeoutError(
+                f"get timed out after {timeout} s: {missing} of {len(ids)} objects not ready"
+            )
+        with self._cond:
+            return [objects[i] for i in ids]
+
+    def decode(self, object_id: bytes, entry: tuple) -> Any:
+        """Turn a cache entry into the value, raising it if it is an error."""
+        status, loc, blob = entry
+        if loc is None:
+            value = _serialization.loads(blob)
+        else:
+            value = _serialization.load_file(loc[0])
+        if status == Status.ERROR:
+            raise value
+        return value
+
+    def on_ready(self, object_id: bytes, callback: Callable[[tuple], None]) -> None:
+        with self._cond:
+            entry = self._objects.get(object_id)
+            if entry is None:
+                self._callbacks.setdefault(object_id, []).append(callback)
+        if entry is not None:
+            callback(entry)
+        else:
+            self.ensure_subscribed([object_id])
+
+    # -- the I/O thread ----------------------------------------------------------------------
+
+    def _io_loop(self) -> None:
+        inp = self.inp
+        poll = inp.poll
+        recv = inp.recv_multipart
+        while not self._closed:
+            try:
+                if poll(int(config.REF_FLUSH_S * 1000)):
+                    while True:
+                        try:
+                            frames = recv(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        self._dispatch(frames)
+                if (_tracker.object_events or _tracker.actor_events) and (
+                    time.monotonic() - self._last_flush > config.REF_FLUSH_S
+                ):
+                    self.flush_refs()
+            except zmq.ContextTerminated:
+                break
+            except zmq.ZMQError:
+                if self._closed:
+                    break
+                log.exception("zactor I/O thread: socket error")
+            except Exception:  # noqa: BLE001 - the I/O thread must survive a bad message
+                log.exception("zactor I/O thread: error handling a message")
+
+    def _dispatch(self, frames: list[bytes]) -> None:
+        try:
+            mtype, fields = decode(frames[0])
+        except ProtocolError as exc:
+            log.warning("dropped a malformed message from the head: %s", exc)
+            return
+        if mtype == Msg.OBJECT:
+            oid, status, loc = fields
+            blob = frames[1] if loc is None else None
+            with self._cond:
+                if oid in self._dropped:  # released while the value was on its way
+                    del self._dropped[oid]
+                    return
+                self._objects[oid] = (status, loc, blob)
+                self._subscribed.discard(oid)
+                callbacks = self._callbacks.pop(oid, None)
+                self._cond.notify_all()
+            if callbacks:
+                entry = (status, loc, blob)
+                for cb in callbacks:
+                    try:
+                        cb(entry)
+                    except Exception:  # noqa: BLE001
+                        log.exception("object callback failed")
+        elif mtype == Msg.REPLY:
+            req_id, ok, value = fields
+            with self._cond:
+                self._replies[req_id] = (ok, value)
+                self._cond.notify_all()
+        elif mtype == Msg.LOG:
+            if self.log_to_driver:
+                stream, prefix, text = fields
+                out = sys.stderr if stream == "stderr" else sys.stdout
+                lines = text.splitlines()
+                out.write("".join(f"{prefix} {line}\n" for line in lines))
+                out.flush()
+        elif mtype == Msg.NOTICE:
+            level, text = fields
+            log.log(level, "%s", text)
+        elif self.on_task is not None:
+            self.on_task(mtype, fields, frames)
+
+    # -- teardown ----------------------------------------------------------------------------
+
+    def close(self, goodbye: tuple | None = None) -> None:
+        if self._closed:
+            return
+        if goodbye is not None:
+            try:
+                with self._send_lock:
+                    self._flush_refs_locked()
+                    self.out.send(encode(Msg.GOODBYE, *goodbye))
+            except zmq.ZMQError:
+                pass
+        self._closed = True
+        with self._cond:
+            self._cond.notify_all()
+        thread = getattr(self, "_thread", None)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2)
+        self.ctx.destroy(linger=0)
+
+
+def _reply_error(value: Any) -> Exception:
+    if isinstance(value, list) and len(value) == 2:
+        kind, message = value
+        if kind == "ValueError":
+            return ValueError(message)
+        if kind == "ActorNameTakenError":
+            from zactor.exceptions import ActorNameTakenError
+
+            return ActorNameTakenError(message)
+        if kind == "TypeError":
+            return TypeError(message)
+    return ZactorError(str(value))

@@ -1,0 +1,123 @@
+"""Validation of ``@remote(...)`` / ``.options(...)`` arguments, with Ray's names and rules."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import cloudpickle
+
+from zactor import config
+
+TASK_OPTIONS = frozenset({
+    "num_returns", "num_cpus", "num_gpus", "resources", "memory", "max_retries",
+    "retry_exceptions", "name", "scheduling_strategy", "runtime_env", "max_calls",
+    "enable_task_events", "_metadata",
+})
+ACTOR_OPTIONS = frozenset({
+    "num_cpus", "num_gpus", "resources", "memory", "name", "namespace", "lifetime",
+    "max_restarts", "max_task_retries", "max_concurrency", "get_if_exists",
+    "scheduling_strategy", "runtime_env", "max_pending_calls", "enable_task_events",
+    "_metadata",
+})
+METHOD_OPTIONS = frozenset({"num_returns", "name", "max_task_retries", "retry_exceptions",
+                            "enable_task_events", "concurrency_group"})
+
+
+def validate(options: dict[str, Any], allowed: frozenset, what: str) -> dict[str, Any]:
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(
+            f"Invalid option(s) {', '.join(map(repr, unknown))} for {what}. "
+            f"Valid options are: {', '.join(sorted(k for k in allowed if not k.startswith('_')))}"
+        )
+    for key, value in options.items():
+        _check(key, value)
+    return dict(options)
+
+
+def _number(key: str, value: Any, minimum: float = 0) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value < minimum:
+        raise ValueError(f"{key} must be a number >= {minimum}, got {value!r}")
+
+
+def _integer(key: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check(key: str, value: Any) -> None:
+    if value is None and key not in ("num_returns",):
+        return
+    if key in ("num_cpus", "num_gpus", "memory"):
+        _number(key, value)
+    elif key == "num_returns":
+        if value in ("dynamic", "streaming"):
+            raise NotImplementedError(f"num_returns={value!r} (generators) is not supported yet")
+        _integer(key, value, 0)
+    elif key in ("max_retries", "max_restarts", "max_task_retries"):
+        _integer(key, value, -1)
+    elif key == "max_concurrency":
+        _integer(key, value, 1)
+    elif key == "resources":
+        if not isinstance(value, dict):
+            raise ValueError(f"resources must be a dict, got {type(value).__name__}")
+        for name, amount in value.items():
+            if not isinstance(name, str):
+                raise ValueError(f"resource names must be strings, got {name!r}")
+            if name in ("CPU", "GPU"):
+                raise ValueError(
+                    f"Use the num_{name.lower()}s option, not resources={{{name!r}: ...}}")
+            _number(f"resources[{name!r}]", amount)
+    elif key == "retry_exceptions":
+        if not isinstance(value, bool) and not (
+            isinstance(value, (list, tuple))
+            and all(isinstance(c, type) and issubclass(c, BaseException) for c in value)
+        ):
+            raise ValueError("retry_exceptions must be a bool or a list of exception classes")
+    elif key == "lifetime":
+        if value not in ("detached", "non_detached"):
+            raise ValueError(f"lifetime must be 'detached' or 'non_detached', got {value!r}")
+    elif key in ("name", "namespace"):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{key} must be a non-empty string, got {value!r}")
+    elif key == "scheduling_strategy":
+        if value not in ("DEFAULT", "SPREAD"):
+            raise NotImplementedError(
+                f"scheduling_strategy={value!r} is not supported yet (only 'DEFAULT', 'SPREAD')")
+    elif key == "runtime_env":
+        if value:
+            raise NotImplementedError("runtime_env is not supported yet")
+    elif key == "get_if_exists":
+        if not isinstance(value, bool):
+            raise ValueError(f"get_if_exists must be a bool, got {value!r}")
+
+
+def task_resources(options: dict[str, Any], default_cpus: float = 1) -> dict[str, float]:
+    """The resource request of a task (or of a running actor)."""
+    cpus = options.get("num_cpus")
+    req: dict[str, float] = {}
+    cpus = default_cpus if cpus is None else cpus
+    if cpus:
+        req["CPU"] = float(cpus)
+    if options.get("num_gpus"):
+        req["GPU"] = float(options["num_gpus"])
+    if options.get("memory"):
+        req["memory"] = float(options["memory"])
+    for name, amount in (options.get("resources") or {}).items():
+        if amount:
+            req[name] = float(amount)
+    return req
+
+
+def retry_policy(value: Any) -> bool | bytes:
+    if not value:
+        return False
+    if value is True:
+        return True
+    return cloudpickle.dumps(tuple(value))
+
+
+def max_retries(options: dict[str, Any]) -> int:
+    value = options.get("max_retries")
+    return config.DEFAULT_MAX_RETRIES if value is None else value

@@ -1,0 +1,109 @@
+"""``@zactor.remote`` functions: ``f.remote(...)`` submits a task and returns ObjectRefs."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from zactor import _ids, _options
+from zactor._object_ref import ObjectRef
+from zactor._submit import Exported, parent_task_id, submit
+from zactor.protocol import TaskKind
+
+
+class RemoteFunction:
+    """A function that runs as a task on the cluster.
+
+    Example::
+
+        @zactor.remote(num_returns=2)
+        def split(x):
+            return x, -x
+
+        a, b = split.remote(3)
+    """
+
+    def __init__(self, function: Any, options: dict[str, Any]) -> None:
+        self._function = function
+        self._options = _options.validate(options, _options.TASK_OPTIONS, "a remote function")
+        self._name = getattr(function, "__name__", "task")
+        self._exported: Exported | None = None
+        self._prepared: dict | None = None
+        functools.update_wrapper(self, function)
+
+    def __getstate__(self) -> dict:
+        # Shipped inside other functions' pickles: carry the function, not this process's
+        # caches (which hold its connection to the head).
+        return {"function": self._function, "options": self._options}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["function"], state["options"])
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            f"Remote functions cannot be called directly. Instead of running "
+            f"'{self._name}()', try '{self._name}.remote()'.")
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Submit a task running this function; return its ObjectRef(s)."""
+        return self._remote(args, kwargs, self._options, self)
+
+    def options(self, **options: Any) -> _BoundFunction:
+        """The same function with some options overridden for the calls made through it."""
+        _options.validate(options, _options.TASK_OPTIONS, "a remote function")
+        return _BoundFunction(self, {**self._options, **options})
+
+    def _prepare(self, options: dict[str, Any]) -> dict:
+        from zactor._api import warn_if_infeasible
+
+        resources = _options.task_resources(options)
+        name = options.get("name") or self._name
+        warn_if_infeasible(f"Task {name}", resources)
+        n = options.get("num_returns")
+        return {
+            "resources": resources,
+            "num_returns": 1 if n is None else n,
+            "max_retries": _options.max_retries(options),
+            "retry": _options.retry_policy(options.get("retry_exceptions")),
+            "name": name,
+        }
+
+    def _remote(self, args: tuple, kwargs: dict, options: dict, holder: Any) -> Any:
+        from zactor._api import core as get_core
+
+        core = get_core()
+        prepared = holder._prepared
+        if prepared is None or prepared["core"] is not core:
+            prepared = holder._prepared = self._prepare(options)
+            prepared["core"] = core
+        if self._exported is None:
+            self._exported = Exported(self._function, f"the function {self._name!r}")
+        task_id = _ids.new_task_id()
+        n = prepared["num_returns"]
+        spec = [task_id, TaskKind.TASK, prepared["name"], self._exported.hash, n,
+                prepared["resources"], prepared["max_retries"], prepared["retry"], None, None,
+                None, None, None, parent_task_id(), False, None, False]
+        refs = [ObjectRef(oid) for oid in _ids.return_ids(task_id, n)]
+        submit(core, spec, args, kwargs, f"task {prepared['name']}", self._exported)
+        if n == 1:
+            return refs[0]
+        if n == 0:
+            return None
+        return refs
+
+
+class _BoundFunction:
+    def __init__(self, fn: RemoteFunction, options: dict[str, Any]) -> None:
+        self._fn = fn
+        self._options = options
+        self._prepared: dict | None = None
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        return self._fn._remote(args, kwargs, self._options, self)
+
+    def options(self, **options: Any) -> _BoundFunction:
+        _options.validate(options, _options.TASK_OPTIONS, "a remote function")
+        return _BoundFunction(self._fn, {**self._options, **options})
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._fn(*args, **kwargs)

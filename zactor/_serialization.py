@@ -1,0 +1,223 @@
+"""Object encoding: cloudpickle protocol 5, inline blobs and shared-memory files (DESIGN §4).
+
+One layout serves both places an object can live::
+
+    flags:u8 | nbuf:u32 | pickle_len:u64 | buf_len:u64 * nbuf | pad | pickle | pad | buf0 | ...
+
+Buffers start on ``BUFFER_ALIGN`` boundaries so a reader that ``mmap``s the file hands numpy a
+properly aligned, read-only, zero-copy view. Inline blobs (small objects) may instead be one
+lz4 block of that layout, flagged in ``flags``, when compressing actually shrinks them.
+ObjectRefs and actor handles met while pickling are collected, so the head can pin them for as
+long as the containing object or task lives.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import pickle
+import struct
+import threading
+import traceback
+from typing import Any
+
+import cloudpickle
+import lz4.block
+
+from zactor import config
+from zactor.exceptions import TaskError
+
+_FLAG_LZ4 = 1
+_HEAD = struct.Struct("<BIQ")
+_U64 = struct.Struct("<Q")
+_ALIGN = config.BUFFER_ALIGN
+
+_collect = threading.local()
+
+
+def note_contained_ref(object_id: bytes) -> None:
+    refs = getattr(_collect, "refs", None)
+    if refs is not None:
+        refs.append(object_id)
+
+
+def note_contained_actor(actor_id: bytes) -> None:
+    actors = getattr(_collect, "actors", None)
+    if actors is not None:
+        actors.append(actor_id)
+
+
+class Serialized:
+    """A pickled value: its pickle, out-of-band buffers, size and the refs it contains."""
+
+    __slots__ = ("pickled", "buffers", "size", "contained", "contained_actors")
+
+    def __init__(self, pickled, buffers, contained, contained_actors) -> None:
+        self.pickled = pickled
+        self.buffers = buffers
+        self.size = len(pickled) + sum(b.nbytes for b in buffers)
+        self.contained = contained
+        self.contained_actors = contained_actors
+
+    @property
+    def is_large(self) -> bool:
+        return self.size > config.INLINE_OBJECT_MAX
+
+    def _layout(self) -> tuple[bytes, list[tuple[int, memoryview | bytes]]]:
+        """Header bytes and (offset, data) pieces of the uncompressed layout."""
+        n = len(self.buffers)
+        header = _HEAD.pack(0, n, len(self.pickled)) + b"".join(
+            _U64.pack(b.nbytes) for b in self.buffers
+        )
+        pieces = []
+        off = _align(len(header))
+        pieces.append((off, self.pickled))
+        off += len(self.pickled)
+        for b in self.buffers:
+            off = _align(off)
+            pieces.append((off, b))
+            off += b.nbytes
+        return header, pieces
+
+    def to_blob(self) -> bytes:
+        """The inline form: one bytes object, lz4-compressed when that pays."""
+        if not self.buffers:
+            body = _HEAD.pack(0, 0, len(self.pickled)) + self.pickled
+        else:
+            header, pieces = self._layout()
+            parts = [header]
+            pos = len(header)
+            for off, data in pieces:
+                parts.append(b"\0" * (off - pos))
+                parts.append(data)
+                pos = off + len(data if isinstance(data, bytes) else memoryview(data).cast("B"))
+            body = b"".join(parts)
+        if len(body) >= config.COMPRESS_MIN:
+            packed = lz4.block.compress(body, store_size=True)
+            if len(packed) + 1 < len(body):
+                return bytes((_FLAG_LZ4,)) + packed
+        return body
+
+    def to_file(self, path: str) -> int:
+        """Write the layout to a new file at ``path`` (mode 0600); return its size."""
+        header, pieces = self._layout()
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        try:
+            _write_all(fd, header)
+            pos = len(header)
+            for off, data in pieces:
+                if off > pos:
+                    _write_all(fd, b"\0" * (off - pos))
+                view = memoryview(data).cast("B")
+                _write_all(fd, view)
+                pos = off + view.nbytes
+        finally:
+            os.close(fd)
+        return pos
+
+
+def _align(n: int) -> int:
+    return (n + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+def _write_all(fd: int, data) -> None:
+    view = memoryview(data)
+    while view:
+        done = os.write(fd, view[: 1 << 30])
+        view = view[done:]
+
+
+def serialize(value: Any) -> Serialized:
+    """Pickle ``value`` (protocol 5, buffers out of band), noting the refs inside it."""
+    buffers: list = []
+    _collect.refs = refs = []
+    _collect.actors = actors = []
+    try:
+        pickled = cloudpickle.dumps(value, protocol=5, buffer_callback=_raw_buffer(buffers))
+    finally:
+        _collect.refs = None
+        _collect.actors = None
+    return Serialized(pickled, buffers, refs, actors)
+
+
+def _raw_buffer(buffers: list):
+    def callback(buf: pickle.PickleBuffer):
+        try:
+            buffers.append(buf.raw())
+        except BufferError:  # not contiguous: let pickle copy it in band
+            return True
+        return False
+
+    return callback
+
+
+def loads(data) -> Any:
+    """Inverse of the layout above, from bytes, a zmq frame buffer or an mmap view."""
+    view = memoryview(data)
+    if view.nbytes and view[0] == _FLAG_LZ4:
+        view = memoryview(lz4.block.decompress(view[1:]))
+    _, nbuf, plen = _HEAD.unpack_from(view, 0)
+    off = _HEAD.size
+    if nbuf == 0:
+        return pickle.loads(view[off : off + plen])
+    lens = [_U64.unpack_from(view, off + 8 * i)[0] for i in range(nbuf)]
+    off = _align(off + 8 * nbuf)
+    pickled = view[off : off + plen]
+    off += plen
+    bufs = []
+    for n in lens:
+        off = _align(off)
+        bufs.append(view[off : off + n])
+        off += n
+    return pickle.loads(pickled, buffers=bufs)
+
+
+def load_file(path: str) -> Any:
+    """Map an object file read-only and unpickle it: numpy arrays come back as zero-copy views."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        mm = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+    finally:
+        os.close(fd)
+    return loads(mm)
+
+
+def dumps_plain(value: Any) -> bytes:
+    """Inline blob of a value the caller trusts to pickle (zactor's own errors)."""
+    return Serialized(pickle.dumps(value, protocol=5), [], [], []).to_blob()
+
+
+def error_blob(exc: BaseException, task_name: str, pid: int) -> bytes:
+    """Encode an exception raised by user code so ``get`` can re-raise it as a TaskError.
+
+    When the exception itself cannot be pickled, its type name, message and traceback text
+    still travel; when even its class can be pickled, the caller gets an instance of it.
+    """
+    if isinstance(exc, TaskError):  # a nested failure: pass the innermost cause on
+        tb_text = exc.traceback_str
+        cause: BaseException | None = exc.cause
+    else:
+        tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        cause = exc
+    type_name = exc.cause_type_name if isinstance(exc, TaskError) else type(exc).__name__
+    err = TaskError(task_name, tb_text, cause, type_name, pid)
+    try:
+        return serialize(err).to_blob()
+    except Exception:  # noqa: BLE001 - the cause does not pickle; keep its class if that does
+        pass
+    substitute = _substitute_cause(cause)
+    return serialize(TaskError(task_name, tb_text, substitute, type_name, pid)).to_blob()
+
+
+def _substitute_cause(cause: BaseException | None) -> BaseException | None:
+    if cause is None:
+        return None
+    cls = type(cause)
+    try:
+        cloudpickle.dumps(cls)
+        inst = cls.__new__(cls)
+        inst.args = (str(cause),)
+        return inst
+    except Exception:  # noqa: BLE001
+        return None

@@ -1,0 +1,108 @@
+"""Starting and stopping an embedded local cluster: directories, the head process, cleanup.
+
+Sockets live in ``/tmp/zactor-<uid>/<session>/`` (mode 0700, so only this user can connect)
+and large objects in ``/dev/shm/zactor-<session>/``. Each session directory records its
+driver's pid; a new session removes the directories of sessions whose driver is dead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from zactor import _process, config
+
+log = logging.getLogger(__name__)
+
+
+def socket_root() -> str:
+    root = os.path.join(config.SOCKET_ROOT, f"zactor-{os.getuid()}")
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    st = os.stat(root)
+    if st.st_uid != os.getuid():
+        raise PermissionError(f"{root} belongs to another user; refusing to use it")
+    if st.st_mode & 0o077:
+        os.chmod(root, 0o700)
+    return root
+
+
+def remove_stale_sessions(root: str) -> list[str]:
+    """Remove session directories (and their shm dirs) whose driver process is gone."""
+    removed = []
+    for name in os.listdir(root):
+        path = os.path.join(root, name)
+        try:
+            with open(os.path.join(path, "driver.pid")) as f:
+                pid = int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            continue
+        if pid and _process.is_alive(pid):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(os.path.join(config.SHM_ROOT, f"zactor-{name}"), ignore_errors=True)
+        removed.append(name)
+    return removed
+
+
+class EmbeddedCluster:
+    """The head process this driver started, and the directories it owns."""
+
+    def __init__(self, num_cpus: int, num_gpus: int, resources: dict | None,
+                 object_store_memory: int | None, log_level: int) -> None:
+        root = socket_root()
+        for name in remove_stale_sessions(root):
+            log.info("removed stale session %s", name)
+        self.session = time.strftime("%Y%m%d-%H%M%S-") + os.urandom(4).hex()
+        self.session_dir = os.path.join(root, self.session)
+        os.mkdir(self.session_dir, 0o700)
+        with open(os.path.join(self.session_dir, "driver.pid"), "w") as f:
+            f.write(str(os.getpid()))
+        self.shm_dir = os.path.join(config.SHM_ROOT, f"zactor-{self.session}")
+        os.mkdir(self.shm_dir, 0o700)
+        self.address = f"ipc://{self.session_dir}/head.sock"
+        cwd = os.getcwd()
+        sys_path = [os.path.abspath(p) if p else cwd for p in sys.path]
+        cfg = {
+            "session": self.session, "address": self.address, "shm_dir": self.shm_dir,
+            "num_cpus": num_cpus, "num_gpus": num_gpus, "resources": resources or {},
+            "object_store_memory": object_store_memory, "driver_pid": os.getpid(),
+            "sys_path": sys_path, "cwd": cwd, "local_node": True,
+            "node_id": os.urandom(14).hex(), "log_level": log_level,
+        }
+        env = dict(os.environ)
+        self.proc: subprocess.Popen | None = _process.spawn_head([json.dumps(cfg)], env)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is not None:
+            try:
+                proc.wait(timeout=config.SHUTDOWN_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                log.warning("the head did not stop in time; killing it")
+                proc.kill()
+                proc.wait()
+            self.proc = None
+        shutil.rmtree(self.shm_dir, ignore_errors=True)
+        shutil.rmtree(self.session_dir, ignore_errors=True)
+
+
+def detect_gpus() -> int:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip()])
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return 0
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))

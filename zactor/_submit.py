@@ -1,0 +1,61 @@
+"""Building and sending task specs: shared by remote functions, actor creation and calls."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import cloudpickle
+
+from zactor import _state
+from zactor._args import pack_args
+from zactor._client import CoreClient
+from zactor.protocol import Msg, S, encode
+
+
+class Exported:
+    """A function or class pickled once per process, named by the hash of its pickle."""
+
+    __slots__ = ("blob", "hash")
+
+    def __init__(self, obj: Any, what: str) -> None:
+        try:
+            self.blob = cloudpickle.dumps(obj, protocol=5)
+        except Exception as exc:  # noqa: BLE001
+            raise TypeError(f"Could not serialize {what}: {type(exc).__name__}: {exc}. "
+                            "Remote functions and actor classes must be picklable "
+                            "(check what they capture from the enclosing scope).") from exc
+        self.hash = hashlib.blake2b(self.blob, digest_size=16).digest()
+
+
+def parent_task_id() -> bytes | None:
+    worker = _state.worker
+    if worker is None:
+        return None
+    return worker.context.task_id
+
+
+def submit(core: CoreClient, spec: list, args: tuple, kwargs: dict, what: str,
+           exported: Exported | None) -> None:
+    """Fill the spec's argument slots and send it (with the function, the first time)."""
+    ser, deps = pack_args(args, kwargs, what)
+    spec[S.DEPS] = deps
+    spec[S.CONTAINED] = ser.contained
+    spec[S.CONTAINED_ACTORS] = ser.contained_actors
+    keep = None
+    if ser.is_large:
+        # Too big to travel in the message: it goes to the object store, as a dependency.
+        from zactor._api import store
+
+        keep = store(core, ser)
+        deps.append(keep._id)
+        spec[S.ARGS_IN_DEP] = True
+        frames: list = [b""]
+    else:
+        frames = [ser.to_blob()]
+    if exported is not None and exported.hash not in core.shipped:
+        core.shipped.add(exported.hash)
+        spec[S.WITH_FUNCTION] = True
+        frames.append(exported.blob)
+    core.send(encode(Msg.SUBMIT, spec), frames)
+    del keep

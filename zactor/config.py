@@ -1,0 +1,53 @@
+"""Tunables, in one place. Each can be overridden by a ``ZACTOR_<NAME>`` environment variable."""
+
+from __future__ import annotations
+
+import os
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get("ZACTOR_" + name)
+    return int(raw) if raw else default
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get("ZACTOR_" + name)
+    return float(raw) if raw else default
+
+
+#: Objects whose pickle (buffers included) is smaller than this travel inline in messages.
+INLINE_OBJECT_MAX: int = _env_int("INLINE_OBJECT_MAX", 100 * 1024)
+#: Inline payloads at least this large are tried with lz4; kept compressed only if smaller.
+COMPRESS_MIN: int = _env_int("COMPRESS_MIN", 4 * 1024)
+#: Largest frame the head accepts; bigger messages are counted and dropped.
+MAX_FRAME_BYTES: int = _env_int("MAX_FRAME_BYTES", 256 * 1024 * 1024)
+#: Alignment of out-of-band buffers inside shared-memory object files (numpy/SIMD friendly).
+BUFFER_ALIGN: int = 64
+
+#: Where large objects live; a per-session directory is made below it.
+SHM_ROOT: str = os.environ.get("ZACTOR_SHM_ROOT", "/dev/shm")
+#: Where the per-user, mode-0700 socket directories are made.
+SOCKET_ROOT: str = os.environ.get("ZACTOR_SOCKET_ROOT", "/tmp")
+
+#: Seconds a driver waits for the head of an embedded cluster to answer.
+HEAD_START_TIMEOUT_S: float = _env_float("HEAD_START_TIMEOUT_S", 30.0)
+#: Seconds shutdown waits for the head to stop before killing it.
+SHUTDOWN_TIMEOUT_S: float = _env_float("SHUTDOWN_TIMEOUT_S", 10.0)
+#: Milliseconds between ZeroMQ reconnect attempts (the head may still be starting).
+RECONNECT_IVL_MS: int = _env_int("RECONNECT_IVL_MS", 10)
+
+#: Reference-count releases are batched: sent when this many are pending ...
+REF_BATCH: int = _env_int("REF_BATCH", 256)
+#: ... or after this many seconds.
+REF_FLUSH_S: float = _env_float("REF_FLUSH_S", 0.05)
+
+#: Extra workers (beyond one per CPU) the node keeps at most, for blocked tasks and zero-CPU
+#: tasks, per CPU.
+MAX_WORKERS_PER_CPU: int = _env_int("MAX_WORKERS_PER_CPU", 8)
+#: Idle workers above the warm pool size exit after this many seconds.
+IDLE_WORKER_TIMEOUT_S: float = _env_float("IDLE_WORKER_TIMEOUT_S", 10.0)
+
+#: Default number of retries of a task whose worker died (Ray's default).
+DEFAULT_MAX_RETRIES: int = 3
+#: Default concurrency of async actors (Ray's default).
+DEFAULT_ASYNC_MAX_CONCURRENCY: int = 1000

@@ -1,0 +1,249 @@
+"""Actors in the head: placement, call routing, names and namespaces, handle counting, death.
+
+An actor's creation is queued like a task (it needs resources to be placed), then it owns one
+worker for life. Calls go to that worker in the order they reach the head; calls made before
+placement wait here and follow the creation, in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import TYPE_CHECKING
+
+from zactor._serialization import dumps_plain
+from zactor.exceptions import ActorDiedError
+from zactor.head.records import ActorRecord, TaskRecord
+from zactor.protocol import Msg, S, encode
+
+if TYPE_CHECKING:
+    from zactor.head.broker import Broker
+    from zactor.head.records import Client, Worker
+
+log = logging.getLogger(__name__)
+
+
+class ActorManager:
+    def __init__(self, head: Broker) -> None:
+        self.head = head
+        self.actors: dict[bytes, ActorRecord] = {}
+        self.names: dict[tuple[str, str], bytes] = {}
+
+    # -- names -------------------------------------------------------------------------------
+
+    def reserve_name(self, client: Client, actor_id: bytes, name: str, namespace: str,
+                     get_if_exists: bool) -> list:
+        key = (namespace, name)
+        existing = self.names.get(key)
+        if existing is not None:
+            actor = self.actors.get(existing)
+            if actor is None or actor.state != "dead":
+                if get_if_exists and actor is not None:
+                    self.hold(client, existing)
+                    return ["exists", existing, actor.options.get("meta")]
+                if get_if_exists and actor is None:
+                    return ["exists", existing, None]
+                raise LookupError(
+                    f"An actor named {name!r} already exists in namespace {namespace!r}")
+        self.names[key] = actor_id
+        return ["ok"]
+
+    def lookup(self, client: Client, name: str, namespace: str) -> list:
+        actor_id = self.names.get((namespace, name))
+        actor = self.actors.get(actor_id) if actor_id else None
+        if actor is None or actor.state == "dead":
+            raise KeyError(f"Failed to look up actor {name!r} in namespace {namespace!r}")
+        self.hold(client, actor_id)
+        return [actor_id, actor.options.get("meta")]
+
+    def named(self, namespace: str | None) -> list:
+        out = []
+        for (ns, name), actor_id in self.names.items():
+            actor = self.actors.get(actor_id)
+            if actor is not None and actor.state != "dead" and (namespace is None
+                                                                or ns == namespace):
+                out.append({"name": name, "namespace": ns})
+        return out
+
+    # -- handles -----------------------------------------------------------------------------
+
+    def hold(self, client: Client, actor_id: bytes) -> None:
+        holds = client.actor_holds
+        holds[actor_id] = holds.get(actor_id, 0) + 1
+        self.add_ref(actor_id)
+
+    def unhold(self, client: Client, actor_id: bytes) -> None:
+        holds = client.actor_holds
+        n = holds.get(actor_id)
+        if not n:
+            return
+        if n == 1:
+            del holds[actor_id]
+        else:
+            holds[actor_id] = n - 1
+        self.release(actor_id)
+
+    def add_ref(self, actor_id: bytes) -> None:
+        actor = self.actors.get(actor_id)
+        if actor is not None:
+            actor.refs += 1
+
+    def release(self, actor_id: bytes) -> None:
+        actor = self.actors.get(actor_id)
+        if actor is None:
+            return
+        actor.refs -= 1
+        if actor.refs <= 0 and not actor.detached and actor.state != "dead":
+            self.terminate(actor, "all handles to it went out of scope")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def create(self, client: Client, spec: list, args_blob) -> None:
+        options = spec[S.OPTIONS]
+        place = options.get("place") or {}
+        hold = spec[S.RESOURCES]
+        tasks = self.head.tasks
+        task = tasks.new_record(client, spec, args_blob, place, hold, 0)
+        actor = ActorRecord(spec[S.ACTOR_ID], task, options)
+        self.actors[actor.actor_id] = actor
+        if actor.name is not None:
+            self.names[(actor.namespace, actor.name)] = actor.actor_id
+        self.hold(client, actor.actor_id)
+        if tasks.pin_args(task):
+            tasks.wait_for_deps(task)
+
+    def placed(self, task: TaskRecord, node, worker: Worker) -> None:
+        actor = self.actors[task.spec[S.ACTOR_ID]]
+        task.worker = worker
+        if actor.state == "dead":  # killed or dropped while it waited for resources
+            self.head.tasks.finish(task)
+            self.head.worker_idle(worker)
+            return
+        actor.worker = worker
+        worker.actor = actor
+        node.busy_actors += 1
+        self.head.tasks.execute_frames(worker, task)
+        self.head.scheduler.top_up(node)
+        while actor.pending:
+            self.send_call(actor, actor.pending.popleft())
+
+    def ready(self, worker: Worker, actor_id: bytes, failed: bool, blob) -> None:
+        actor = self.actors.get(actor_id)
+        if actor is None:
+            return
+        task = actor.create
+        if task.state != "done":
+            # The constructor's resources stay held for the actor's life; the record is done.
+            task.state = "done"
+            self.head.tasks.tasks.pop(task.task_id, None)
+            self.head.tasks.unpin_args(task)
+        if failed:
+            self.died(actor, blob, kill=True)
+        elif actor.state == "pending":
+            actor.state = "alive"
+
+    def call(self, client: Client, spec: list, args_blob) -> None:
+        tasks = self.head.tasks
+        task = tasks.new_record(client, spec, args_blob, {}, {}, spec[S.NUM_RETURNS])
+        if not tasks.pin_args(task):
+            return
+        actor = self.actors.get(spec[S.ACTOR_ID])
+        if actor is None:
+            tasks.complete_all(task, 1, None, dumps_plain(ActorDiedError(
+                f"Cannot call {spec[S.NAME]}: the actor is unknown to this cluster")))
+        elif actor.state == "dead":
+            tasks.complete_all(task, 1, None, actor.death_blob)
+        elif actor.worker is None:
+            task.state = "queued"
+            actor.pending.append(task)
+        else:
+            self.send_call(actor, task)
+
+    def send_call(self, actor: ActorRecord, task: TaskRecord) -> None:
+        worker = actor.worker
+        task.worker = worker
+        task.state = "running"
+        worker.calls[task.task_id] = task
+        self.head.tasks.execute_frames(worker, task)
+
+    def resubmit(self, task: TaskRecord) -> None:
+        actor = self.actors.get(task.spec[S.ACTOR_ID])
+        if actor is None or actor.state == "dead":
+            self.head.tasks.complete_all(task, 1, None, actor.death_blob if actor else None)
+        elif actor.worker is None:
+            task.state = "queued"
+            actor.pending.append(task)
+        else:
+            self.send_call(actor, task)
+
+    def forget_pending(self, task: TaskRecord) -> None:
+        actor = self.actors.get(task.spec[S.ACTOR_ID])
+        if actor is not None:
+            try:
+                actor.pending.remove(task)
+            except ValueError:
+                pass
+
+    def kill(self, actor_id: bytes, no_restart: bool) -> None:
+        actor = self.actors.get(actor_id)
+        if actor is None or actor.state == "dead":
+            return
+        self.died(actor, dumps_plain(ActorDiedError(
+            f"The actor {actor.class_name} was killed by zactor.kill()", actor_id.hex())),
+            kill=True)
+
+    def terminate(self, actor: ActorRecord, why: str) -> None:
+        """End an actor gracefully: calls already sent finish first."""
+        blob = dumps_plain(ActorDiedError(f"The actor {actor.class_name} is dead: {why}",
+                                          actor.actor_id.hex()))
+        worker = actor.worker
+        self._mark_dead(actor, blob)
+        if worker is not None:
+            worker.exiting = True
+            self.head.send(worker.client.inbox, encode(Msg.EXIT))
+        else:
+            self._fail_pending(actor)
+            if actor.create.state != "done":
+                self.head.tasks.finish(actor.create)
+
+    def died(self, actor: ActorRecord, blob, kill: bool = False, how: str = "") -> None:
+        """The actor is gone (killed, crashed, constructor failed): fail what it owed."""
+        if blob is None:
+            blob = dumps_plain(ActorDiedError(
+                f"The actor {actor.class_name} died unexpectedly: its worker {how}",
+                actor.actor_id.hex()))
+        if actor.state != "dead":
+            self._mark_dead(actor, blob)
+        worker = actor.worker
+        self._fail_pending(actor)
+        if worker is not None:
+            for task in list(worker.calls.values()):
+                self.head.tasks.complete_all(task, 1, None, actor.death_blob)
+            worker.calls.clear()
+            if kill:
+                worker.exiting = True
+                self.head.kill_worker(worker, signal.SIGKILL)
+        elif actor.create.state != "done":
+            self.head.tasks.finish(actor.create)
+
+    def _mark_dead(self, actor: ActorRecord, blob) -> None:
+        actor.state = "dead"
+        actor.death_blob = blob
+        if actor.name is not None and self.names.get((actor.namespace, actor.name)) == \
+                actor.actor_id:
+            del self.names[(actor.namespace, actor.name)]
+
+    def _fail_pending(self, actor: ActorRecord) -> None:
+        while actor.pending:
+            self.head.tasks.complete_all(actor.pending.popleft(), 1, None, actor.death_blob)
+
+    def worker_gone(self, worker: Worker, how: str) -> None:
+        actor = worker.actor
+        if actor is None:
+            return
+        worker.node.busy_actors -= 1
+        create = actor.create
+        if create.acquired:
+            self.head.tasks.release_resources(create)
+        self.died(actor, None if actor.state != "dead" else actor.death_blob, how=how)
+        actor.worker = None

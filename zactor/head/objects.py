@@ -1,0 +1,123 @@
+"""The object directory: where each object's value is, who holds it, who waits for it.
+
+The head stores small values as the opaque blobs it received and large ones as a path into the
+node's shared-memory directory; it never unpickles either. An object is freed when nothing
+refers to it: no process holds a reference, no pending task needs it and no live object
+contains it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+class ObjectEntry:
+    __slots__ = ("status", "loc", "blob", "refs", "subscribers", "waiting_tasks", "owner",
+                 "contained", "contained_actors", "node", "freed")
+
+    def __init__(self, owner: bytes | None) -> None:
+        self.status: int | None = None  # None while pending
+        self.loc = None
+        self.blob = None
+        self.refs = 0
+        self.subscribers: list[bytes] | None = None
+        self.waiting_tasks: list | None = None
+        self.owner = owner
+        self.contained: list[bytes] = ()  # type: ignore[assignment]
+        self.contained_actors: list[bytes] = ()  # type: ignore[assignment]
+        self.node = None
+        self.freed = False
+
+    @property
+    def ready(self) -> bool:
+        return self.status is not None
+
+
+class ObjectDirectory:
+    """Reference counts and values of every live object in the cluster."""
+
+    def __init__(self, on_free_file: Callable[[object, str], None],
+                 on_release_actor: Callable[[bytes], None]) -> None:
+        self.entries: dict[bytes, ObjectEntry] = {}
+        self._on_free_file = on_free_file
+        self._on_release_actor = on_release_actor
+        self.freed_count = 0
+
+    def create(self, object_id: bytes, owner: bytes | None, holds: dict | None) -> ObjectEntry:
+        """A pending object made by ``owner`` (a task return or a put), held once by it."""
+        entry = self.entries.get(object_id)
+        if entry is None:
+            entry = self.entries[object_id] = ObjectEntry(owner)
+        entry.refs += 1
+        if holds is not None:
+            holds[object_id] = holds.get(object_id, 0) + 1
+        return entry
+
+    def add_ref(self, object_id: bytes, holds: dict | None = None) -> bool:
+        entry = self.entries.get(object_id)
+        if entry is None:
+            return False
+        entry.refs += 1
+        if holds is not None:
+            holds[object_id] = holds.get(object_id, 0) + 1
+        return True
+
+    def release(self, object_id: bytes, holds: dict | None = None) -> None:
+        if holds is not None:
+            n = holds.get(object_id)
+            if not n:
+                return  # a release this client never took: ignore it
+            if n == 1:
+                del holds[object_id]
+            else:
+                holds[object_id] = n - 1
+        entry = self.entries.get(object_id)
+        if entry is None:
+            return
+        entry.refs -= 1
+        if entry.refs <= 0 and entry.ready:
+            self._free(object_id, entry)
+
+    def release_all(self, holds: dict) -> None:
+        for object_id, n in list(holds.items()):
+            for _ in range(n):
+                self.release(object_id, holds)
+
+    def set_value(self, object_id: bytes, status: int, loc, blob, contained, contained_actors,
+                  node) -> ObjectEntry | None:
+        """Record a value; return the entry, or None if it was already set (a task that ran
+        twice delivers its first result only) or nobody wants it any more."""
+        entry = self.entries.get(object_id)
+        if entry is None:
+            entry = self.entries[object_id] = ObjectEntry(None)
+        elif entry.ready:
+            if loc is not None:  # the duplicate's file is not needed
+                self._on_free_file(node, loc[0])
+            return None
+        entry.status = status
+        entry.loc = loc
+        entry.blob = blob
+        entry.node = node
+        if contained:
+            entry.contained = contained
+            for inner in contained:
+                self.add_ref(inner)
+        if contained_actors:
+            entry.contained_actors = contained_actors
+        if entry.refs <= 0:
+            self._free(object_id, entry)
+            return entry
+        return entry
+
+    def _free(self, object_id: bytes, entry: ObjectEntry) -> None:
+        if entry.freed:
+            return
+        entry.freed = True
+        del self.entries[object_id]
+        self.freed_count += 1
+        if entry.loc is not None:
+            self._on_free_file(entry.node, entry.loc[0])
+        for inner in entry.contained:
+            self.release(inner)
+        for actor_id in entry.contained_actors:
+            self._on_release_actor(actor_id)

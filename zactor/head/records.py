@@ -1,0 +1,87 @@
+"""The head's records of clients, workers, tasks and actors (plain data, no behaviour)."""
+
+from __future__ import annotations
+
+import collections
+
+from zactor.protocol import S
+
+
+class Client:
+    """A connected driver or worker (both sockets of it)."""
+
+    __slots__ = ("key", "kind", "pid", "inbox", "holds", "actor_holds", "worker", "info")
+
+    def __init__(self, key: bytes, kind: str, pid: int, info: dict) -> None:
+        self.key = key
+        self.kind = kind
+        self.pid = pid
+        self.inbox = key + b"<"
+        self.holds: dict[bytes, int] = {}
+        self.actor_holds: dict[bytes, int] = {}
+        self.worker: Worker | None = None
+        self.info = info
+
+
+class Worker:
+    __slots__ = ("client", "node", "pid", "task", "actor", "known_fns", "blocked", "idle_since",
+                 "calls", "exiting")
+
+    def __init__(self, client: Client, node, pid: int) -> None:
+        self.client = client
+        self.node = node
+        self.pid = pid
+        self.task: TaskRecord | None = None  # the normal task it runs
+        self.actor: ActorRecord | None = None  # the actor it hosts
+        self.calls: dict[bytes, TaskRecord] = {}  # actor calls sent to it, not yet done
+        self.known_fns: set[bytes] = set()
+        self.blocked = False
+        self.idle_since = 0.0
+        self.exiting = False
+
+
+class TaskRecord:
+    __slots__ = ("spec", "task_id", "frames", "owner", "return_ids", "place", "hold", "shape",
+                 "waiting", "worker", "node", "assigned", "retries_left", "parent", "state",
+                 "acquired", "cancelled")
+
+    def __init__(self, spec: list, frames: list, owner: bytes, return_ids: list[bytes],
+                 place: dict, hold: dict) -> None:
+        self.spec = spec
+        self.task_id: bytes = spec[S.TASK_ID]
+        self.frames = frames  # [args blob] (+ function blob, kept by the function table)
+        self.owner = owner
+        self.return_ids = return_ids
+        self.place = place  # resources that must be free to start it
+        self.hold = hold  # resources it keeps while running (an actor may hold none)
+        self.shape = tuple(sorted(place.items()))
+        self.waiting = 0  # dependencies not ready yet
+        self.worker: Worker | None = None
+        self.node = None
+        self.assigned: dict | None = None
+        retries = spec[S.MAX_RETRIES]
+        self.retries_left = retries if retries is not None else 0
+        self.parent = spec[S.PARENT_TASK_ID]
+        self.state = "waiting"
+        self.acquired = False
+        self.cancelled = False
+
+
+class ActorRecord:
+    __slots__ = ("actor_id", "create", "name", "namespace", "detached", "worker", "state",
+                 "pending", "refs", "death_blob", "options", "class_name", "hold_acquired")
+
+    def __init__(self, actor_id: bytes, create: TaskRecord, options: dict) -> None:
+        self.actor_id = actor_id
+        self.create = create
+        self.options = options
+        self.name = options.get("name")
+        self.namespace = options.get("namespace")
+        self.detached = options.get("lifetime") == "detached"
+        self.class_name = options.get("class_name", "Actor")
+        self.worker: Worker | None = None
+        self.state = "pending"  # pending -> alive -> dead
+        self.pending: collections.deque = collections.deque()  # calls before placement
+        self.refs = 0
+        self.death_blob: bytes | None = None
+        self.hold_acquired = False

@@ -1,0 +1,311 @@
+"""Task lifecycle in the head: submit → wait for dependencies → queue → run → done (or retry).
+
+Normal tasks wait here until every top-level ObjectRef argument is ready, then queue in the
+scheduler. Actor calls skip the queue and go straight to the actor's worker in arrival order
+(the worker resolves arguments that are not ready yet), which keeps each caller's submission
+order.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from zactor import _ids
+from zactor._serialization import dumps_plain
+from zactor.exceptions import ObjectLostError, TaskCancelledError, WorkerCrashedError
+from zactor.head.records import TaskRecord
+from zactor.protocol import Msg, S, Status, TaskKind, encode
+
+if TYPE_CHECKING:
+    from zactor.head.broker import Broker
+    from zactor.head.records import Client, Worker
+
+log = logging.getLogger(__name__)
+
+
+class TaskManager:
+    def __init__(self, head: Broker) -> None:
+        self.head = head
+        self.objects = head.objects
+        self.tasks: dict[bytes, TaskRecord] = {}
+        self.children: dict[bytes, set[bytes]] = {}
+        self.functions: dict[bytes, bytes] = {}
+
+    # -- submission --------------------------------------------------------------------------
+
+    def new_record(self, client: Client, spec: list, args_blob, place: dict, hold: dict,
+                   num_returns: int) -> TaskRecord:
+        task_id = spec[S.TASK_ID]
+        rids = _ids.return_ids(task_id, num_returns) if num_returns else []
+        create = self.objects.create
+        holds = client.holds
+        for rid in rids:
+            create(rid, client.key, holds)
+        task = TaskRecord(spec, [args_blob], client.key, rids, place, hold)
+        self.tasks[task_id] = task
+        parent = task.parent
+        if parent:
+            kids = self.children.get(parent)
+            if kids is None:
+                kids = self.children[parent] = set()
+            kids.add(task_id)
+        return task
+
+    def pin_args(self, task: TaskRecord) -> bool:
+        """Hold the task's argument objects and actors until it ends; False if one is gone."""
+        spec = task.spec
+        objects = self.objects
+        ok = True
+        for oid in spec[S.DEPS]:
+            ok = objects.add_ref(oid) and ok
+        for oid in spec[S.CONTAINED]:
+            objects.add_ref(oid)
+        for actor_id in spec[S.CONTAINED_ACTORS]:
+            self.head.actors.add_ref(actor_id)
+        if not ok:
+            lost = [o.hex() for o in spec[S.DEPS] if o not in objects.entries]
+            self.fail(task, ObjectLostError(
+                f"Task {spec[S.NAME]}: argument object(s) {', '.join(lost)} no longer exist"))
+        return ok
+
+    def unpin_args(self, task: TaskRecord) -> None:
+        spec = task.spec
+        release = self.objects.release
+        for oid in spec[S.DEPS]:
+            release(oid)
+        for oid in spec[S.CONTAINED]:
+            release(oid)
+        for actor_id in spec[S.CONTAINED_ACTORS]:
+            self.head.actors.release(actor_id)
+
+    def submit(self, client: Client, spec: list, args_blob) -> None:
+        res = spec[S.RESOURCES]
+        task = self.new_record(client, spec, args_blob, res, res, spec[S.NUM_RETURNS])
+        if self.pin_args(task):
+            self.wait_for_deps(task)
+
+    def wait_for_deps(self, task: TaskRecord) -> None:
+        entries = self.objects.entries
+        for oid in task.spec[S.DEPS]:
+            entry = entries[oid]
+            if entry.status is None:
+                if entry.waiting_tasks is None:
+                    entry.waiting_tasks = [task]
+                else:
+                    entry.waiting_tasks.append(task)
+                task.waiting += 1
+        if task.waiting == 0:
+            self.deps_ready(task)
+
+    def deps_ready(self, task: TaskRecord) -> None:
+        if task.state != "waiting":
+            return
+        entries = self.objects.entries
+        for oid in task.spec[S.DEPS]:
+            entry = entries.get(oid)
+            if entry is not None and entry.status == Status.ERROR:
+                # An argument failed: the task fails with the same error, without running.
+                self.complete_all(task, Status.ERROR, entry.loc, entry.blob)
+                return
+        task.state = "queued"
+        self.head.scheduler.enqueue(task)
+
+    # -- running -----------------------------------------------------------------------------
+
+    def execute_frames(self, worker: Worker, task: TaskRecord) -> None:
+        """Send the task to ``worker``, with its function if the worker lacks it and the
+        values of its arguments that are ready."""
+        spec = task.spec
+        frames = [task.frames[0]]
+        fn_hash = spec[S.FN_HASH]
+        with_fn = False
+        if fn_hash is not None and fn_hash not in worker.known_fns:
+            frames.append(self.functions[fn_hash])
+            worker.known_fns.add(fn_hash)
+            with_fn = True
+        deps = []
+        entries = self.objects.entries
+        for oid in spec[S.DEPS]:
+            entry = entries.get(oid)
+            if entry is not None and entry.status is not None:
+                deps.append((oid, entry.status, entry.loc))
+                if entry.loc is None:
+                    frames.append(entry.blob)
+        self.head.send(worker.client.inbox, encode(Msg.EXECUTE, spec, deps, with_fn,
+                                                   task.assigned), frames)
+
+    def dispatch(self, task: TaskRecord, node, worker: Worker) -> None:
+        """The scheduler placed ``task`` on ``worker``."""
+        task.assigned = node.acquire(task.hold)
+        task.acquired = True
+        task.node = node
+        task.worker = worker
+        task.state = "running"
+        if task.spec[S.KIND] == TaskKind.ACTOR_CREATE:
+            self.head.actors.placed(task, node, worker)
+        else:
+            worker.task = task
+            self.execute_frames(worker, task)
+
+    def release_resources(self, task: TaskRecord) -> None:
+        if task.acquired:
+            task.acquired = False
+            worker = task.worker
+            hold = task.hold
+            if worker is not None and worker.blocked and "CPU" in hold:
+                hold = {k: v for k, v in hold.items() if k != "CPU"}
+            task.node.release(hold, task.assigned)
+
+    def on_done(self, worker: Worker, task_id: bytes, results: list, retryable: bool,
+                blobs: list) -> None:
+        if worker.actor is not None:
+            task = worker.calls.pop(task_id, None)
+        else:
+            task = worker.task
+            if task is not None and task.task_id == task_id:
+                worker.task = None
+                self.release_resources(task)
+                worker.blocked = False
+                self.head.worker_idle(worker)
+            else:
+                task = None
+        if task is None or task.state == "done":
+            self._discard_results(results, worker.node)
+            return
+        if retryable and task.retries_left != 0 and not task.cancelled:
+            if task.retries_left > 0:
+                task.retries_left -= 1
+            self._discard_results(results, worker.node)
+            self.retry(task)
+            return
+        self.complete(task, results, blobs, worker.node)
+
+    def _discard_results(self, results: list, node) -> None:
+        for r in results:
+            if r[2] is not None:
+                self.head.free_file(node, r[2][0])
+
+    def retry(self, task: TaskRecord) -> None:
+        task.worker = None
+        if task.spec[S.KIND] == TaskKind.ACTOR_CALL:
+            self.head.actors.resubmit(task)
+            return
+        task.state = "queued"
+        self.head.scheduler.enqueue(task, front=True)
+
+    def complete(self, task: TaskRecord, results: list, blobs: list, node) -> None:
+        deliver = self.deliver
+        i = 0
+        for oid, status, loc, contained, contained_actors in results:
+            blob = None
+            if loc is None:
+                blob = blobs[i]
+                i += 1
+            deliver(oid, status, loc, blob, contained, contained_actors, node)
+        self.finish(task)
+
+    def complete_all(self, task: TaskRecord, status: int, loc, blob) -> None:
+        """End ``task`` with one value (an error) for all of its returns."""
+        for oid in task.return_ids:
+            self.deliver(oid, status, loc, blob, (), (), None)
+        self.finish(task)
+
+    def fail(self, task: TaskRecord, exc: Exception) -> None:
+        if task.state == "done":
+            return
+        self.complete_all(task, Status.ERROR, None, dumps_plain(exc))
+
+    def finish(self, task: TaskRecord) -> None:
+        if task.state == "queued":
+            self.head.scheduler.remove(task)
+        task.state = "done"
+        self.release_resources(task)
+        self.tasks.pop(task.task_id, None)
+        if task.parent:
+            kids = self.children.get(task.parent)
+            if kids is not None:
+                kids.discard(task.task_id)
+                if not kids:
+                    del self.children[task.parent]
+        self.unpin_args(task)
+
+    def deliver(self, oid: bytes, status: int, loc, blob, contained, contained_actors,
+                node) -> None:
+        head = self.head
+        entry = self.objects.set_value(oid, status, loc, blob, contained, contained_actors,
+                                       node)
+        if entry is None:
+            return
+        for actor_id in contained_actors:
+            head.actors.add_ref(actor_id)
+        if entry.freed:
+            return
+        header = None
+        owner = head.clients.get(entry.owner) if entry.owner else None
+        if owner is not None and oid in owner.holds:
+            header = encode(Msg.OBJECT, oid, status, loc)
+            head.send(owner.inbox, header, (blob,) if loc is None else ())
+        subs = entry.subscribers
+        if subs:
+            entry.subscribers = None
+            if header is None:
+                header = encode(Msg.OBJECT, oid, status, loc)
+            for key in subs:
+                if key != entry.owner or owner is None or oid not in owner.holds:
+                    head.send(key + b"<", header, (blob,) if loc is None else ())
+        waiting = entry.waiting_tasks
+        if waiting:
+            entry.waiting_tasks = None
+            for task in waiting:
+                task.waiting -= 1
+                if task.waiting == 0:
+                    self.deps_ready(task)
+
+    # -- failures ----------------------------------------------------------------------------
+
+    def worker_died(self, worker: Worker, how: str) -> None:
+        task = worker.task
+        if task is None or task.state == "done":
+            return
+        worker.task = None
+        self.release_resources(task)
+        if task.cancelled:
+            self.fail(task, TaskCancelledError(f"Task {task.spec[S.NAME]} was cancelled"))
+        elif task.retries_left != 0:
+            if task.retries_left > 0:
+                task.retries_left -= 1
+            log.info("worker %d %s; retrying task %s", worker.pid, how, task.spec[S.NAME])
+            self.retry(task)
+        else:
+            self.fail(task, WorkerCrashedError(
+                f"The worker running task {task.spec[S.NAME]} (pid {worker.pid}) {how}, and "
+                f"the task has no retries left (max_retries={task.spec[S.MAX_RETRIES]})"))
+
+    def cancel(self, task_id: bytes, force: bool, recursive: bool) -> None:
+        task = self.tasks.get(task_id)
+        if recursive:
+            for child in list(self.children.get(task_id, ())):
+                self.cancel(child, force, recursive)
+        if task is None or task.state == "done":
+            return
+        kind = task.spec[S.KIND]
+        if kind == TaskKind.ACTOR_CREATE:
+            return
+        task.cancelled = True
+        err = TaskCancelledError(f"Task {task.spec[S.NAME]} was cancelled")
+        if task.state in ("waiting", "queued"):
+            if kind == TaskKind.ACTOR_CALL:
+                self.head.actors.forget_pending(task)
+            self.fail(task, err)
+            return
+        worker = task.worker
+        if worker is None:
+            self.fail(task, err)
+            return
+        if force and kind == TaskKind.TASK:
+            self.fail(task, err)
+            worker.task = None
+            self.head.kill_worker(worker)
+        else:
+            self.head.send(worker.client.inbox, encode(Msg.CANCEL_TASK, task_id, force))

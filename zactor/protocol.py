@@ -1,0 +1,175 @@
+"""Every message zactor sends, declared once (DESIGN §3).
+
+A message is a ZeroMQ multipart: a header frame, then opaque payload frames (cloudpickled user
+data, never unpickled by the head). The header frame is two bytes — protocol version and
+message type — followed by a msgpack list of the type's fields, in the order declared in
+``FIELDS``. msgpack is compact and cannot execute code, so a hostile peer can at worst send a
+malformed header, which the head counts and drops.
+
+Object locations (``loc`` below) are ``None`` when the object's blob is the next payload frame,
+or ``[path, size]`` for an object in a shared-memory file.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgpack
+
+VERSION = 1
+
+
+class Msg(enum.IntEnum):
+    # any client (driver or worker) -> head
+    HELLO = 1
+    SUBMIT = 2
+    PUT = 3
+    SUBSCRIBE = 4
+    REFS = 5
+    TASK_DONE = 6
+    BLOCKED = 7
+    CANCEL = 8
+    KILL_ACTOR = 9
+    REQUEST = 10
+    LOG = 11
+    ACTOR_READY = 12
+    GOODBYE = 13
+    # head -> client
+    WELCOME = 20
+    OBJECT = 21
+    EXECUTE = 22
+    REPLY = 23
+    CANCEL_TASK = 24
+    EXIT = 25
+    NOTICE = 26
+    # node agent <-> head
+    NODE_HELLO = 30
+    SPAWN = 31
+    WORKER_EXIT = 32
+    KILL_WORKER = 33
+    FREE = 34
+    SHUTDOWN = 35
+
+
+#: Field names of each message type, in wire order. Payload frames are noted after "|".
+FIELDS: dict[Msg, tuple[str, ...]] = {
+    Msg.HELLO: ("kind", "pid", "node_id", "info"),
+    Msg.SUBMIT: ("spec",),  # | args blob, [function blob if spec says it is included]
+    Msg.PUT: ("object_id", "loc", "contained", "contained_actors"),  # | blob if inline
+    Msg.SUBSCRIBE: ("object_ids",),
+    Msg.REFS: ("object_adds", "object_dels", "actor_adds", "actor_dels"),
+    Msg.TASK_DONE: ("task_id", "results", "retryable"),  # | inline result blobs, in order
+    Msg.BLOCKED: ("blocked",),
+    Msg.CANCEL: ("object_id", "force", "recursive"),
+    Msg.KILL_ACTOR: ("actor_id", "no_restart"),
+    Msg.REQUEST: ("req_id", "what", "args"),
+    Msg.LOG: ("stream", "prefix", "text"),
+    Msg.ACTOR_READY: ("actor_id", "failed"),  # | error blob if failed
+    Msg.GOODBYE: ("stop_cluster",),
+    Msg.WELCOME: ("info",),
+    Msg.OBJECT: ("object_id", "status", "loc"),  # | blob if inline
+    Msg.EXECUTE: ("spec", "deps", "with_function", "assigned"),  # | args, [fn], dep blobs
+    Msg.REPLY: ("req_id", "ok", "value"),
+    Msg.CANCEL_TASK: ("task_id", "force"),
+    Msg.EXIT: (),
+    Msg.NOTICE: ("level", "text"),
+    Msg.NODE_HELLO: ("node_id", "resources", "info"),
+    Msg.SPAWN: ("count",),
+    Msg.WORKER_EXIT: ("pid", "exitcode", "signal"),
+    Msg.KILL_WORKER: ("pid", "signal"),
+    Msg.FREE: ("paths",),
+    Msg.SHUTDOWN: (),
+}
+
+_ARITY = {m: len(f) for m, f in FIELDS.items()}
+_PREFIX = {m: bytes((VERSION, m)) for m in Msg}
+
+
+class TaskKind(enum.IntEnum):
+    TASK = 0
+    ACTOR_CREATE = 1
+    ACTOR_CALL = 2
+
+
+class Status(enum.IntEnum):
+    OK = 0
+    ERROR = 1  # the blob is a pickled error (see zactor._serialization.encode_error)
+
+
+# A task spec travels as a msgpack list; these are its slots. The head reads only the ones it
+# schedules on; the worker reads all of them.
+SPEC_FIELDS = (
+    "task_id",           # bytes(16)
+    "kind",              # TaskKind
+    "name",              # str, for logs and errors
+    "fn_hash",           # bytes: function or class content hash
+    "num_returns",       # int
+    "resources",         # dict[str, float] needed while running
+    "max_retries",       # int, -1 = infinite
+    "retry_exceptions",  # False | True | bytes (pickled tuple of classes; worker decides)
+    "deps",              # list[bytes]: object ids of top-level ObjectRef arguments
+    "contained",         # list[bytes]: object ids pickled inside the arguments
+    "contained_actors",  # list[bytes]: actor ids pickled inside the arguments
+    "actor_id",          # bytes | None
+    "method",            # str | None
+    "parent_task_id",    # bytes | None: the task that submitted this one
+    "args_in_dep",       # bool: the arguments blob is the last dep (it was too big inline)
+    "options",           # dict: actor options, scheduling strategy
+    "with_function",     # bool: the function blob follows the args blob
+)
+
+class S:
+    """Slot numbers of SPEC_FIELDS (plain ints: these index lists on hot paths)."""
+
+    TASK_ID = 0
+    KIND = 1
+    NAME = 2
+    FN_HASH = 3
+    NUM_RETURNS = 4
+    RESOURCES = 5
+    MAX_RETRIES = 6
+    RETRY_EXCEPTIONS = 7
+    DEPS = 8
+    CONTAINED = 9
+    CONTAINED_ACTORS = 10
+    ACTOR_ID = 11
+    METHOD = 12
+    PARENT_TASK_ID = 13
+    ARGS_IN_DEP = 14
+    OPTIONS = 15
+    WITH_FUNCTION = 16
+
+
+assert len(SPEC_FIELDS) == len([k for k in vars(S) if k.isupper()])
+
+
+class ProtocolError(ValueError):
+    """A message that does not parse: wrong version, unknown type or wrong field count."""
+
+
+_packb = msgpack.Packer(use_bin_type=True).pack
+
+
+def encode(mtype: Msg, *fields: Any) -> bytes:
+    """Header frame for a message of ``mtype`` with ``fields`` in ``FIELDS`` order."""
+    return _PREFIX[mtype] + _packb(fields)
+
+
+def decode(frame: bytes) -> tuple[Msg, list]:
+    """Parse a header frame; raise :class:`ProtocolError` on anything malformed."""
+    if len(frame) < 3:
+        raise ProtocolError("short header")
+    if frame[0] != VERSION:
+        raise ProtocolError(f"protocol version {frame[0]} (expected {VERSION})")
+    try:
+        mtype = Msg(frame[1])
+    except ValueError:
+        raise ProtocolError(f"unknown message type {frame[1]}") from None
+    try:
+        fields = msgpack.unpackb(frame[2:], raw=False, use_list=True, strict_map_key=False)
+    except Exception as exc:  # noqa: BLE001 - any decoding failure is a malformed message
+        raise ProtocolError(f"undecodable header: {exc}") from None
+    if not isinstance(fields, list) or len(fields) != _ARITY[mtype]:
+        raise ProtocolError(f"{mtype.name}: expected {_ARITY[mtype]} fields")
+    return mtype, fields

@@ -1,0 +1,23 @@
+"""Tools for testing programs that use zactor (and zactor itself)."""
+
+from __future__ import annotations
+
+from zactor import _api, _state
+
+
+def head_address() -> str:
+    """The head's ZeroMQ endpoint of the current embedded cluster."""
+    driver = _state.driver
+    if driver is None or driver.cluster is None:
+        raise RuntimeError("no embedded cluster is running")
+    return driver.cluster.address
+
+
+def head_stats() -> dict:
+    """Counters from the head: ``dropped_messages``, ``tasks``, ``objects``, ``workers``..."""
+    return _api.core().request("stats")
+
+
+def worker_pids() -> list[int]:
+    """Process ids of the cluster's live workers."""
+    return _api.core().request("worker_pids")

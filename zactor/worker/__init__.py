@@ -1,0 +1,1 @@
+"""Worker processes: run tasks, or host one actor."""

@@ -1,0 +1,438 @@
+"""The worker process main loop.
+
+    head ──EXECUTE──► "in" DEALER ─► I/O thread ─► queue ─► main thread: run task / method
+                                                   │        (threads or an asyncio loop for
+                                                   │         concurrent and async actors)
+    head ◄─TASK_DONE── "out" DEALER ◄──────────────┘
+
+A worker runs one normal task at a time, or hosts one actor for life. Functions and classes
+arrive once (the head knows which this worker has) and are cached by content hash. A running
+normal task is cancelled by a SIGINT the I/O thread sends to the main thread, which the handler
+turns into an exception only if that task is still the one running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+from typing import Any
+
+import cloudpickle
+
+from zactor import _process, _serialization, _state
+from zactor._args import unpack_args
+from zactor._client import CoreClient
+from zactor._object_ref import ObjectRef
+from zactor.exceptions import ActorDiedError, TaskCancelledError
+from zactor.protocol import Msg, S, Status, TaskKind, encode
+from zactor.worker.output import ForwardedStream
+
+log = logging.getLogger(__name__)
+
+
+class _Interrupted(BaseException):
+    """Raised in the main thread to cancel the running task (a BaseException, like Ray's
+    KeyboardInterrupt, so that ``except Exception`` in user code does not swallow it)."""
+
+
+class TaskContext(threading.local):
+    task_id: bytes | None = None
+    name: str = ""
+    assigned: dict | None = None
+
+
+class WorkerRuntime:
+    def __init__(self, cfg: dict) -> None:
+        self.pid = os.getpid()
+        self.node_id = bytes.fromhex(cfg["node_id"])
+        self.shm_dir = cfg["shm_dir"]
+        self.context = TaskContext()
+        self.functions: dict[bytes, Any] = {}
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.actor_id: bytes | None = None
+        self.actor_name = ""
+        self.instance: Any = None
+        self.actor_error_blob: bytes | None = None
+        self.pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.async_slots: asyncio.Semaphore | None = None
+        self.async_tasks: dict[bytes, Any] = {}
+        self.current: bytes | None = None  # the normal task or sync call the main thread runs
+        self.cancel_target: bytes | None = None
+        self.cancelled: set[bytes] = set()
+        self.main_ident = threading.get_ident()
+        self.in_flight = 0
+        self.in_flight_done = threading.Condition()
+        self.actor_assigned: dict | None = None
+        self.actor_meta: dict | None = None
+        self.core = CoreClient(cfg["address"], "worker", node_id=self.node_id,
+                               on_task=self._on_message)
+        _state.core = self.core
+        self.worker_id = self.core.key
+        welcome = self.core.welcome
+        for path in reversed(welcome.get("sys_path") or []):
+            if path not in sys.path:
+                sys.path.insert(0, path)
+        if welcome.get("cwd") and os.path.isdir(welcome["cwd"]):
+            os.chdir(welcome["cwd"])
+        self.core.on_blocked = self._on_blocked
+        signal.signal(signal.SIGINT, self._on_sigint)
+        sys.stdout = ForwardedStream("stdout", self._prefix, self._send_log)
+        sys.stderr = ForwardedStream("stderr", self._prefix, self._send_log)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _prefix(self) -> str:
+        name = self.actor_name or self.context.name or "worker"
+        return f"({name} pid={self.pid})"
+
+    def _send_log(self, stream: str, prefix: str, text: str) -> None:
+        self.core.send(encode(Msg.LOG, stream, prefix, text))
+
+    def _on_message(self, mtype: Msg, fields: list, frames: list) -> None:
+        """I/O thread: hand work to the main thread; act on cancellation at once."""
+        if mtype == Msg.CANCEL_TASK:
+            self._cancel(fields[0])
+        else:
+            self.inbox.put((mtype, fields, frames))
+
+    def _cancel(self, task_id: bytes) -> None:
+        if task_id == self.current and self.actor_id is None:
+            self.cancel_target = task_id
+            signal.pthread_kill(self.main_ident, signal.SIGINT)
+            return
+        atask = self.async_tasks.get(task_id)
+        if atask is not None and self.loop is not None:
+            self.loop.call_soon_threadsafe(atask.cancel)
+            return
+        self.cancelled.add(task_id)
+
+    def _on_sigint(self, signum, frame) -> None:  # noqa: ARG002
+        if self.cancel_target is not None and self.cancel_target == self.current:
+            self.cancel_target = None
+            raise _Interrupted()
+
+    def _on_blocked(self, blocked: bool) -> None:
+        if self.actor_id is None and self.current is not None:
+            self.core.send(encode(Msg.BLOCKED, blocked))
+
+    # -- main loop ---------------------------------------------------------------------------
+
+    def serve(self) -> int:
+        get = self.inbox.get
+        while True:
+            mtype, fields, frames = get()
+            if mtype == Msg.EXECUTE:
+                self._execute(fields, frames)
+            elif mtype == Msg.EXIT:
+                return self._exit()
+
+    def _exit(self) -> int:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        with self.in_flight_done:
+            while self.in_flight:
+                self.in_flight_done.wait()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001
+                pass
+        self.core.close(goodbye=(False,))
+        return 0
+
+    def _execute(self, fields: list, frames: list) -> None:
+        spec = fields[0]
+        kind = spec[S.KIND]
+        if fields[2]:  # the function or class travels with its first task on this worker
+            self.functions[spec[S.FN_HASH]] = cloudpickle.loads(frames[2])
+        if kind == TaskKind.TASK:
+            self._run_sync(spec, fields, frames)
+        elif kind == TaskKind.ACTOR_CALL:
+            if self.loop is not None:
+                self._track(1)
+                asyncio.run_coroutine_threadsafe(self._run_async(spec, fields, frames),
+                                                 self.loop)
+            elif self.pool is not None:
+                self._track(1)
+                self.pool.submit(self._run_pooled, spec, fields, frames)
+            else:
+                self._run_sync(spec, fields, frames)
+        elif kind == TaskKind.ACTOR_CREATE:
+            self._create_actor(spec, fields, frames)
+
+    def _track(self, delta: int) -> None:
+        with self.in_flight_done:
+            self.in_flight += delta
+            if not self.in_flight:
+                self.in_flight_done.notify_all()
+
+    def _run_pooled(self, spec, fields, frames) -> None:
+        try:
+            self._run_sync(spec, fields, frames)
+        finally:
+            self._track(-1)
+
+    # -- running -----------------------------------------------------------------------------
+
+    def _resolve_args(self, spec: list, fields: list, frames: list) -> tuple[list, dict, list]:
+        """The call's arguments with dependencies substituted; also the refs kept alive."""
+        deps = spec[S.DEPS]
+        values: dict[int, Any] = {}
+        keep: list = []
+        if deps:
+            provided = {}
+            idx = 3 if fields[2] else 2
+            for oid, status, loc in fields[1]:
+                blob = None
+                if loc is None:
+                    blob = frames[idx]
+                    idx += 1
+                provided[oid] = (status, loc, blob)
+            core = self.core
+            for i, oid in enumerate(deps):
+                entry = provided.get(oid)
+                if entry is None:  # not ready when the head sent the call: fetch it
+                    ref = ObjectRef(oid, _owned=False)
+                    keep.append(ref)
+                    entry = core.get_entries([oid], None)[0]
+                values[i] = core.decode(oid, entry)
+        if spec[S.ARGS_IN_DEP]:
+            packed = values[len(deps) - 1]
+        else:
+            packed = _serialization.loads(frames[1])
+        args, kwargs = unpack_args(packed, values.__getitem__)
+        return args, kwargs, keep
+
+    def _target(self, spec: list):
+        kind = spec[S.KIND]
+        if kind == TaskKind.TASK:
+            return self.functions[spec[S.FN_HASH]]
+        if self.actor_error_blob is not None:
+            raise _ActorBroken()
+        method = spec[S.METHOD]
+        if method == "__ray_ready__":
+            return lambda: True
+        if method == "__ray_terminate__":
+            return lambda: self.inbox.put((Msg.EXIT, [], []))
+        return getattr(self.instance, method)
+
+    def _run_sync(self, spec: list, fields: list, frames: list) -> None:
+        task_id = spec[S.TASK_ID]
+        ctx = self.context
+        ctx.task_id = task_id
+        ctx.name = spec[S.NAME]
+        ctx.assigned = fields[3]
+        on_main = threading.get_ident() == self.main_ident
+        keep: list = []
+        try:
+            if task_id in self.cancelled:
+                self.cancelled.discard(task_id)
+                raise TaskCancelledError(f"Task {spec[S.NAME]} was cancelled")
+            gpu_ids = (fields[3] or {}).get("GPU")
+            if gpu_ids is not None:
+                os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
+            if on_main:
+                self.current = task_id
+            fn = self._target(spec)
+            args, kwargs, keep = self._resolve_args(spec, fields, frames)
+            result = fn(*args, **kwargs)
+            if on_main:
+                self.current = None
+            self._send_results(spec, result)
+        except _Interrupted:
+            self.current = None
+            self._send_error(spec, TaskCancelledError(f"Task {spec[S.NAME]} was cancelled"))
+        except _ActorBroken:
+            self.current = None
+            self._send_failure_blob(spec, self.actor_error_blob)
+        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
+            self.current = None
+            if isinstance(exc, (SystemExit, KeyboardInterrupt)) and spec[S.KIND] == \
+                    TaskKind.TASK:
+                self._send_error(spec, exc)
+            else:
+                self._send_error(spec, exc)
+        finally:
+            self.current = None
+            ctx.task_id = None
+            ctx.name = ""
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            del keep
+
+    async def _run_async(self, spec: list, fields: list, frames: list) -> None:
+        task_id = spec[S.TASK_ID]
+        try:
+            async with self.async_slots:
+                ctx = self.context
+                ctx.task_id = task_id
+                ctx.name = spec[S.NAME]
+                if task_id in self.cancelled:
+                    self.cancelled.discard(task_id)
+                    raise TaskCancelledError(f"Task {spec[S.NAME]} was cancelled")
+                fn = self._target(spec)
+                args, kwargs, keep = await asyncio.get_running_loop().run_in_executor(
+                    None, self._resolve_args, spec, fields, frames) if spec[S.DEPS] and \
+                    len(fields[1]) < len(spec[S.DEPS]) else self._resolve_args(spec, fields,
+                                                                                 frames)
+                if inspect.iscoroutinefunction(fn):
+                    coro_task = asyncio.ensure_future(fn(*args, **kwargs))
+                    self.async_tasks[task_id] = coro_task
+                    try:
+                        result = await coro_task
+                    finally:
+                        self.async_tasks.pop(task_id, None)
+                else:
+                    result = fn(*args, **kwargs)
+                del keep
+            self._send_results(spec, result)
+        except asyncio.CancelledError:
+            self._send_error(spec, TaskCancelledError(f"Task {spec[S.NAME]} was cancelled"))
+        except _ActorBroken:
+            self._send_failure_blob(spec, self.actor_error_blob)
+        except BaseException as exc:  # noqa: BLE001
+            self._send_error(spec, exc)
+        finally:
+            self._track(-1)
+
+    def _send_results(self, spec: list, result: Any) -> None:
+        n = spec[S.NUM_RETURNS]
+        task_id = spec[S.TASK_ID]
+        if n == 1:
+            values = [result]
+        elif n == 0:
+            values = []
+        else:
+            try:
+                values = list(result)
+            except TypeError:
+                values = None
+            if values is None or len(values) != n:
+                got = "a non-iterable" if values is None else f"{len(values)} values"
+                raise ValueError(f"Task {spec[S.NAME]} has num_returns={n} but returned {got}")
+        from zactor._ids import return_ids
+
+        results = []
+        blobs = []
+        for oid, value in zip(return_ids(task_id, n), values, strict=False):
+            try:
+                ser = _serialization.serialize(value)
+            except Exception as exc:  # noqa: BLE001
+                raise TypeError(
+                    f"Could not serialize the return value of {spec[S.NAME]} "
+                    f"({type(value).__name__}): {type(exc).__name__}: {exc}") from exc
+            if ser.is_large:
+                path = os.path.join(self.shm_dir, oid.hex())
+                size = ser.to_file(path)
+                results.append((oid, Status.OK, (path, size), ser.contained,
+                                ser.contained_actors))
+            else:
+                results.append((oid, Status.OK, None, ser.contained, ser.contained_actors))
+                blobs.append(ser.to_blob())
+        self.core.send(encode(Msg.TASK_DONE, task_id, results, False), blobs)
+
+    def _send_error(self, spec: list, exc: BaseException) -> None:
+        if isinstance(exc, TaskCancelledError):
+            blob = _serialization.dumps_plain(exc)
+        else:
+            blob = _serialization.error_blob(exc, spec[S.NAME], self.pid)
+        self._send_failure_blob(spec, blob, self._retryable(spec, exc))
+
+    def _retryable(self, spec: list, exc: BaseException) -> bool:
+        policy = spec[S.RETRY_EXCEPTIONS]
+        if not policy or isinstance(exc, TaskCancelledError):
+            return False
+        if policy is True:
+            return isinstance(exc, Exception)
+        try:
+            classes = cloudpickle.loads(policy)
+            return isinstance(exc, classes)
+        except Exception:  # noqa: BLE001
+            return False
+
+    def _send_failure_blob(self, spec: list, blob: bytes, retryable: bool = False) -> None:
+        task_id = spec[S.TASK_ID]
+        from zactor._ids import return_ids
+
+        n = spec[S.NUM_RETURNS]
+        results = [(oid, Status.ERROR, None, (), ()) for oid in return_ids(task_id, n)]
+        self.core.send(encode(Msg.TASK_DONE, task_id, results, retryable), [blob] * n)
+
+    # -- actors ------------------------------------------------------------------------------
+
+    def _create_actor(self, spec: list, fields: list, frames: list) -> None:
+        options = spec[S.OPTIONS]
+        self.actor_id = spec[S.ACTOR_ID]
+        cls = self.functions[spec[S.FN_HASH]]
+        self.actor_name = options.get("class_name") or getattr(cls, "__name__", "Actor")
+        self.actor_meta = options.get("meta")
+        self.context.task_id = spec[S.TASK_ID]
+        self.context.name = f"{self.actor_name}.__init__"
+        try:
+            args, kwargs, keep = self._resolve_args(spec, fields, frames)
+            gpu_ids = (fields[3] or {}).get("GPU")
+            if gpu_ids is not None:
+                os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
+            self.context.assigned = fields[3]
+            self.actor_assigned = fields[3]
+            self.instance = cls(*args, **kwargs)
+            del keep
+        except BaseException as exc:  # noqa: BLE001
+            import traceback
+
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            err = ActorDiedError(
+                f"The actor {self.actor_name} died because its constructor raised "
+                f"{type(exc).__name__}: {exc}\n{tb}", self.actor_id.hex())
+            self.actor_error_blob = _serialization.dumps_plain(err)
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            self.core.send(encode(Msg.ACTOR_READY, self.actor_id, True),
+                           [self.actor_error_blob])
+            return
+        finally:
+            self.context.name = ""
+        concurrency = options.get("max_concurrency")
+        if options.get("is_async"):
+            self._start_loop(concurrency or 1000)
+        elif concurrency and concurrency > 1:
+            self.pool = concurrent.futures.ThreadPoolExecutor(
+                concurrency, thread_name_prefix="zactor-actor")
+        self.core.send(encode(Msg.ACTOR_READY, self.actor_id, False))
+
+    def _start_loop(self, concurrency: int) -> None:
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            self.async_slots = asyncio.Semaphore(concurrency)
+            started.set()
+            loop.run_forever()
+
+        threading.Thread(target=run, name="zactor-actor-loop", daemon=True).start()
+        started.wait()
+        self.loop = loop
+
+
+class _ActorBroken(Exception):
+    """The actor's constructor failed; every call answers with that failure."""
+
+
+def run(cfg: dict) -> int:
+    """Entry point of a forked worker process."""
+    _process.set_process_name("zactor-worker")
+    logging.basicConfig(level=cfg.get("log_level", logging.WARNING),
+                        format="(zactor worker pid=%(process)d) %(levelname)s %(message)s")
+    runtime = WorkerRuntime(cfg)
+    _state.worker = runtime  # type: ignore[attr-defined]
+    code = runtime.serve()
+    return code
