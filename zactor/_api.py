@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 import uuid
 import warnings
@@ -38,6 +39,7 @@ class DriverState:
         self.cluster = cluster
         self.job_id = job_id
         self.warned_infeasible: set = set()
+        self.address = cluster.address if cluster is not None else None
 
 
 def init(
@@ -79,9 +81,7 @@ def init(
                 "prior to 'zactor.init()'.")
         address = address or os.environ.get("ZACTOR_ADDRESS")
         if address not in (None, "local"):
-            raise NotImplementedError(
-                f"connecting to a running cluster ({address!r}) arrives with the multi-machine "
-                "cluster; use zactor.init() for an embedded local cluster")
+            return _connect(address, namespace, log_to_driver)
         for key, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 0):
@@ -90,22 +90,45 @@ def init(
         gpus = detect_gpus() if num_gpus is None else num_gpus
         cluster = EmbeddedCluster(cpus, gpus, resources, object_store_memory, logging_level)
         try:
-            core = CoreClient(cluster.address, "driver", info={"pid": os.getpid()},
+            ns = namespace or str(uuid.uuid4())
+            core = CoreClient(cluster.address, "driver",
+                              info={"pid": os.getpid(), "namespace": ns},
                               alive_check=cluster.alive)
         except BaseException:
             cluster.stop()
             raise
         core.log_to_driver = log_to_driver
         _state.core = core
-        _state.driver = DriverState(namespace or str(uuid.uuid4()), cluster, cluster.session)
+        _state.driver = DriverState(ns, cluster, cluster.session)
         return _context_info()
+
+
+def _connect(address: str, namespace: str | None, log_to_driver: bool) -> dict:
+    """Join a cluster that is already running on this machine, as one more driver."""
+    if not address.startswith("ipc://"):
+        raise NotImplementedError(
+            f"connecting to {address!r} needs the multi-machine cluster, which is not built "
+            "yet; local clusters are reached by their ipc:// address")
+    path = address[len("ipc://"):]
+    if not os.path.exists(path):
+        raise ConnectionError(f"no zactor head is listening at {address}")
+    cwd = os.getcwd()
+    ns = namespace or str(uuid.uuid4())
+    info = {"pid": os.getpid(), "namespace": ns,
+            "sys_path": [os.path.abspath(p) if p else cwd for p in sys.path]}
+    core = CoreClient(address, "driver", info=info, connect_timeout=10.0)
+    core.log_to_driver = log_to_driver
+    _state.core = core
+    _state.driver = DriverState(ns, None, core.welcome["session"])
+    _state.driver.address = address
+    return _context_info()
 
 
 def _context_info() -> dict:
     core = _state.core
     driver = _state.driver
     return {
-        "address": driver.cluster.address if driver and driver.cluster else None,
+        "address": driver.address if driver else None,
         "session": core.welcome.get("session") if core else None,
         "namespace": driver.namespace if driver else None,
     }
@@ -272,9 +295,8 @@ def current_namespace() -> str:
     if _state.driver is not None:
         return _state.driver.namespace
     worker = _state.worker
-    if worker is not None and getattr(worker, "namespace", None):
-        return worker.namespace
-    return ""
+    placement = worker.placement() if worker is not None else None
+    return placement[2] if placement else ""
 
 
 def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
@@ -304,9 +326,12 @@ def nodes() -> list[dict]:
 def warn_if_infeasible(what: str, req: dict[str, float]) -> None:
     """Warn (once per request shape) when no node could ever run ``req``, as Ray does."""
     c = _state.core
-    totals = c.welcome.get("resources") if c else None
-    if not totals:
+    if c is None:
         return
+    totals = c.welcome.get("resources") or {}
+    if all(totals.get(k, 0.0) + 1e-9 >= v for k, v in req.items()):
+        return
+    totals = c.welcome["resources"] = cluster_resources()  # nodes may have joined since
     if all(totals.get(k, 0.0) + 1e-9 >= v for k, v in req.items()):
         return
     key = (what, tuple(sorted(req.items())))

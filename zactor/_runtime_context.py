@@ -55,7 +55,8 @@ class RuntimeContext:
         worker = self._worker()
         if worker is None:
             return {}
-        return dict(worker.context.assigned or getattr(worker, "actor_assigned", None) or {})
+        placement = worker.placement()
+        return dict(placement[0]) if placement else {}
 
     def get_accelerator_ids(self) -> dict[str, list[str]]:
         return {"GPU": [str(i) for i in get_gpu_ids()]}
@@ -84,5 +85,5 @@ def get_gpu_ids() -> list[int]:
     worker = _state.worker
     if worker is None:
         return []
-    assigned = worker.context.assigned or getattr(worker, "actor_assigned", None) or {}
-    return list(assigned.get("GPU", []))
+    placement = worker.placement()
+    return list(placement[1]) if placement else []

@@ -70,7 +70,8 @@ class Serialized:
             _U64.pack(b.nbytes) for b in self.buffers
         )
         pieces = []
-        off = _align(len(header))
+        # The pickle follows the header directly when there are no buffers to align.
+        off = _align(len(header)) if n else len(header)
         pieces.append((off, self.pickled))
         off += len(self.pickled)
         for b in self.buffers:

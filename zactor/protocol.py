@@ -69,7 +69,7 @@ FIELDS: dict[Msg, tuple[str, ...]] = {
     Msg.GOODBYE: ("stop_cluster",),
     Msg.WELCOME: ("info",),
     Msg.OBJECT: ("object_id", "status", "loc"),  # | blob if inline
-    Msg.EXECUTE: ("spec", "deps", "with_function", "assigned"),  # | args, [fn], dep blobs
+    Msg.EXECUTE: ("spec", "deps", "with_function", "placement"),  # | args, [fn], dep blobs
     Msg.REPLY: ("req_id", "ok", "value"),
     Msg.CANCEL_TASK: ("task_id", "force"),
     Msg.EXIT: (),

@@ -8,9 +8,9 @@ from zactor import _api, _state
 def head_address() -> str:
     """The head's ZeroMQ endpoint of the current embedded cluster."""
     driver = _state.driver
-    if driver is None or driver.cluster is None:
-        raise RuntimeError("no embedded cluster is running")
-    return driver.cluster.address
+    if driver is None or driver.address is None:
+        raise RuntimeError("not connected to a cluster")
+    return driver.address
 
 
 def head_stats() -> dict:

@@ -57,6 +57,9 @@ class Broker:
         self.dropped = 0
         self.stopping = False
         self._free_batches: dict[bytes, list[str]] = {}
+        # Drivers are welcomed once a node has joined, so their first view of the cluster's
+        # resources is complete.
+        self._unwelcomed: list[tuple[bytes, Client]] = []
         self._send = self.sock.send_multipart
         self.handlers = {
             Msg.SUBMIT: self.on_submit,
@@ -165,12 +168,6 @@ class Broker:
         key = identity[:-1]
         client = Client(key, kind, pid, info)
         self.clients[key] = client
-        welcome: dict[str, Any] = {
-            "session": self.cfg["session"],
-            "shm_dir": self.cfg["shm_dir"],
-            "head_node_id": next(iter(self.scheduler.nodes), b""),
-            "resources": self.scheduler.totals(),
-        }
         if kind == "worker":
             node = self.scheduler.nodes.get(node_id)
             if node is None:
@@ -180,16 +177,29 @@ class Broker:
             node.workers[pid] = worker
             node.starting = max(0, node.starting - 1)
             self.workers_by_pid[pid] = worker
-            welcome["sys_path"] = self.sys_path
-            welcome["cwd"] = self.cfg.get("cwd")
-            welcome["node_id"] = node_id
             self.worker_idle(worker)
+            self._welcome(client)
         else:
             self.drivers[key] = client
             for p in info.get("sys_path", []):
                 if p not in self.sys_path:
                     self.sys_path.append(p)
-        self.send(identity, encode(Msg.WELCOME, welcome))
+            if self.scheduler.nodes:
+                self._welcome(client)
+            else:
+                self._unwelcomed.append(client)
+
+    def _welcome(self, client: Client) -> None:
+        welcome: dict[str, Any] = {
+            "session": self.cfg["session"],
+            "shm_dir": self.cfg["shm_dir"],
+            "head_node_id": next(iter(self.scheduler.nodes), b""),
+            "resources": self.scheduler.totals(),
+        }
+        if client.worker is not None:
+            welcome["sys_path"] = self.sys_path
+            welcome["cwd"] = self.cfg.get("cwd")
+        self.send(client.inbox, encode(Msg.WELCOME, welcome))
 
     def drop_client(self, client: Client) -> None:
         self.clients.pop(client.key, None)
@@ -213,6 +223,9 @@ class Broker:
             self.agents[identity] = node
             self.scheduler.add_node(node)
             self.scheduler.top_up(node)
+            for client in self._unwelcomed:
+                self._welcome(client)
+            self._unwelcomed.clear()
             return
         node = self.agents.get(identity)
         if node is None:
@@ -428,6 +441,8 @@ class Broker:
         """Stop the node agents (they stop their workers and remove their files), then exit."""
         for identity in self.agents:
             self.send(identity, encode(Msg.SHUTDOWN))
+        if self.agent_pid and not self.agents:  # it has not registered: it cannot be told
+            kill(self.agent_pid, signal.SIGTERM)
         if self.agent_pid:
             deadline = time.monotonic() + config.SHUTDOWN_TIMEOUT_S
             while time.monotonic() < deadline:

@@ -10,7 +10,8 @@ from zactor.protocol import S
 class Client:
     """A connected driver or worker (both sockets of it)."""
 
-    __slots__ = ("key", "kind", "pid", "inbox", "holds", "actor_holds", "worker", "info")
+    __slots__ = ("key", "kind", "pid", "inbox", "holds", "actor_holds", "worker", "info",
+                 "namespace")
 
     def __init__(self, key: bytes, kind: str, pid: int, info: dict) -> None:
         self.key = key
@@ -21,6 +22,8 @@ class Client:
         self.actor_holds: dict[bytes, int] = {}
         self.worker: Worker | None = None
         self.info = info
+        # Work this client submits runs in this namespace (a worker takes its task's).
+        self.namespace: str = info.get("namespace", "")
 
 
 class Worker:

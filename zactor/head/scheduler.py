@@ -91,7 +91,8 @@ class Node:
                 self.gpu_free[i] = min(1.0, self.gpu_free[i] + (1.0 if amount >= 1 else amount))
 
     def worker_count(self) -> int:
-        return len(self.workers) + self.starting
+        """Workers that count against the cap: actors own theirs and are not capped."""
+        return len(self.workers) - self.busy_actors + self.starting
 
 
 class Scheduler:

@@ -132,8 +132,17 @@ class TaskManager:
                 deps.append((oid, entry.status, entry.loc))
                 if entry.loc is None:
                     frames.append(entry.blob)
+        placement = None
+        if spec[S.KIND] != TaskKind.ACTOR_CALL:
+            owner = self.head.clients.get(task.owner)
+            namespace = owner.namespace if owner is not None else ""
+            if spec[S.KIND] == TaskKind.ACTOR_CREATE:
+                namespace = spec[S.OPTIONS].get("namespace") or namespace
+            worker.client.namespace = namespace
+            gpus = task.assigned.get("GPU", []) if task.assigned else []
+            placement = (task.hold, gpus, namespace)
         self.head.send(worker.client.inbox, encode(Msg.EXECUTE, spec, deps, with_fn,
-                                                   task.assigned), frames)
+                                                   placement), frames)
 
     def dispatch(self, task: TaskRecord, node, worker: Worker) -> None:
         """The scheduler placed ``task`` on ``worker``."""

@@ -45,7 +45,8 @@ class _Interrupted(BaseException):
 class TaskContext(threading.local):
     task_id: bytes | None = None
     name: str = ""
-    assigned: dict | None = None
+    #: (resources held, GPU ids, namespace) of the running task; the actor's, in an actor.
+    placement: tuple | None = None
 
 
 class WorkerRuntime:
@@ -70,7 +71,7 @@ class WorkerRuntime:
         self.main_ident = threading.get_ident()
         self.in_flight = 0
         self.in_flight_done = threading.Condition()
-        self.actor_assigned: dict | None = None
+        self.actor_placement: tuple | None = None
         self.actor_meta: dict | None = None
         self.core = CoreClient(cfg["address"], "worker", node_id=self.node_id,
                                on_task=self._on_message)
@@ -88,6 +89,10 @@ class WorkerRuntime:
         sys.stderr = ForwardedStream("stderr", self._prefix, self._send_log)
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    def placement(self) -> tuple | None:
+        """(resources, GPU ids, namespace) of the code running in the calling thread."""
+        return self.context.placement or self.actor_placement
 
     def _prefix(self) -> str:
         name = self.actor_name or self.context.name or "worker"
@@ -229,16 +234,15 @@ class WorkerRuntime:
         ctx = self.context
         ctx.task_id = task_id
         ctx.name = spec[S.NAME]
-        ctx.assigned = fields[3]
+        ctx.placement = fields[3]
         on_main = threading.get_ident() == self.main_ident
         keep: list = []
         try:
             if task_id in self.cancelled:
                 self.cancelled.discard(task_id)
                 raise TaskCancelledError(f"Task {spec[S.NAME]} was cancelled")
-            gpu_ids = (fields[3] or {}).get("GPU")
-            if gpu_ids is not None:
-                os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
+            if fields[3] is not None:
+                os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, fields[3][1]))
             if on_main:
                 self.current = task_id
             fn = self._target(spec)
@@ -378,11 +382,8 @@ class WorkerRuntime:
         self.context.name = f"{self.actor_name}.__init__"
         try:
             args, kwargs, keep = self._resolve_args(spec, fields, frames)
-            gpu_ids = (fields[3] or {}).get("GPU")
-            if gpu_ids is not None:
-                os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
-            self.context.assigned = fields[3]
-            self.actor_assigned = fields[3]
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, fields[3][1]))
+            self.context.placement = self.actor_placement = fields[3]
             self.instance = cls(*args, **kwargs)
             del keep
         except BaseException as exc:  # noqa: BLE001

@@ -1,0 +1,127 @@
+"""Shared fixtures: one real local cluster per test module, and a leak check for the session.
+
+Every test module that needs a cluster asks for the module-scoped ``cluster`` fixture (usually
+through ``pytestmark = pytest.mark.usefixtures("cluster")``). A module may set
+``CLUSTER_KWARGS`` to change what ``zactor.init`` is called with; the default is
+``{"num_cpus": 2}``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+
+import psutil
+import pytest
+
+# Tests run remote functions defined in this directory (test modules and remote_helpers.py).
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+if TESTS_DIR not in sys.path:
+    sys.path.insert(0, TESTS_DIR)
+
+import zactor  # noqa: E402
+
+# Every process this test session starts inherits this marker, so the leak check can tell our
+# cluster processes from those of another session running on the same machine.
+SESSION_MARKER_VAR = "ZACTOR_TEST_SESSION"
+SESSION_MARKER = uuid.uuid4().hex
+os.environ[SESSION_MARKER_VAR] = SESSION_MARKER
+
+SHM_ROOT = "/dev/shm"
+LEAK_DEADLINE_S = 5.0
+
+
+def _shm_entries() -> set[str]:
+    try:
+        return {name for name in os.listdir(SHM_ROOT) if name.startswith("zactor")}
+    except FileNotFoundError:
+        return set()
+
+
+def _foreign_shm_entry(name: str) -> bool:
+    """True when shm entry ``zactor-<session>`` belongs to a live driver of another session.
+
+    A local session records its driver's pid in ``/tmp/zactor-<uid>/<session>/driver.pid``.
+    When that cannot be read, the entry is counted as ours (a leak), to stay strict.
+    """
+    session = name[len("zactor-"):]
+    pid_file = os.path.join("/tmp", f"zactor-{os.getuid()}", session, "driver.pid")
+    try:
+        with open(pid_file) as f:
+            driver = psutil.Process(int(f.read().strip()))
+    except (OSError, ValueError, psutil.NoSuchProcess):
+        return False
+    if driver.pid == os.getpid():
+        return False
+    return _is_live(driver) and not _ours(driver)
+
+
+def _is_live(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def _ours(proc: psutil.Process) -> bool:
+    """True when ``proc`` belongs to this test session (inherits our marker, or we can't tell)."""
+    try:
+        return proc.environ().get(SESSION_MARKER_VAR) == SESSION_MARKER
+    except psutil.AccessDenied:
+        return True
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+
+
+def zactor_head_processes(only_ours: bool = True) -> list[psutil.Process]:
+    """Live (non-zombie) processes whose command line mentions ``zactor.head``."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if proc.pid == os.getpid():
+            continue
+        cmdline = " ".join(proc.info.get("cmdline") or [])
+        if "zactor.head" not in cmdline or not _is_live(proc):
+            continue
+        if only_ours and not _ours(proc):
+            continue
+        found.append(proc)
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leaked_processes_or_shm_files():
+    """At the end of the session no cluster process and no /dev/shm/zactor* entry may remain."""
+    shm_before = _shm_entries()
+    foreign_before = {p.pid for p in zactor_head_processes(only_ours=False)}
+    yield
+    if zactor.is_initialized():
+        zactor.shutdown()
+    deadline = time.monotonic() + LEAK_DEADLINE_S
+    while True:
+        procs = [p for p in zactor_head_processes() if p.pid not in foreign_before]
+        shm = sorted(e for e in _shm_entries() - shm_before if not _foreign_shm_entry(e))
+        if (not procs and not shm) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    described = []
+    for proc in procs:
+        try:
+            described.append(f"{proc.pid}: {' '.join(proc.cmdline())}")
+        except psutil.Error:
+            described.append(str(proc.pid))
+    assert not described, f"cluster processes outlived the test session: {described}"
+    assert not shm, f"shared-memory entries outlived the test session: {shm}"
+
+
+@pytest.fixture(scope="module")
+def cluster(request):
+    """A real local cluster for one test module: ``zactor.init(**CLUSTER_KWARGS)``."""
+    kwargs = getattr(request.module, "CLUSTER_KWARGS", {"num_cpus": 2})
+    assert not zactor.is_initialized(), "a previous test left the driver initialised"
+    zactor.init(**kwargs)
+    try:
+        yield zactor
+    finally:
+        zactor.shutdown()
