@@ -111,8 +111,12 @@ def no_leaked_processes_or_shm_files():
             described.append(f"{proc.pid}: {' '.join(proc.cmdline())}")
         except psutil.Error:
             described.append(str(proc.pid))
-    assert not described, f"cluster processes outlived the test session: {described}"
-    assert not shm, f"shared-memory entries outlived the test session: {shm}"
+    problems = []
+    if described:
+        problems.append(f"cluster processes outlived the test session: {described}")
+    if shm:
+        problems.append(f"shared-memory entries outlived the test session: {shm}")
+    assert not problems, "; ".join(problems)
 
 
 @pytest.fixture(scope="module")

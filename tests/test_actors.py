@@ -391,3 +391,33 @@ def test_actor_method_call_results_can_feed_other_tasks():
     counter = Counter.remote(1)
     ref = counter.incr.remote(1)
     assert zactor.get(remote_helpers.helper_add.remote(ref, 10)) == 12
+
+
+def test_actor_method_arguments_resolve_top_level_refs_only():
+    @zactor.remote
+    class Inspector:
+        def inspect(self, top, nested):
+            return top, isinstance(nested[0], zactor.ObjectRef), zactor.get(nested[0])
+
+    inspector = Inspector.remote()
+    ref = zactor.put("value")
+    assert zactor.get(inspector.inspect.remote(ref, [ref])) == ("value", True, "value")
+
+
+@pytest.mark.timeout(60)
+def test_async_actor_method_exception_is_raised_as_its_class():
+    @zactor.remote
+    class AsyncFailer:
+        async def fail(self):
+            await asyncio.sleep(0)
+            raise LookupError("async failure")
+
+        async def ok(self):
+            return "ok"
+
+    actor = AsyncFailer.remote()
+    with pytest.raises(LookupError) as info:
+        zactor.get(actor.fail.remote(), timeout=30)
+    assert isinstance(info.value, TaskError)
+    assert "async failure" in str(info.value)
+    assert zactor.get(actor.ok.remote(), timeout=30) == "ok"

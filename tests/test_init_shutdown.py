@@ -255,3 +255,31 @@ def test_init_namespace_is_the_default_for_named_actors(fresh_driver):
     assert zactor.get(zactor.get_actor("in-spaced").ping.remote(), timeout=30) == "pong"
     with pytest.raises(ValueError):
         zactor.get_actor("in-spaced", namespace="elsewhere")
+
+
+@zactor.remote
+def say(marker):
+    print(marker, flush=True)
+    return marker
+
+
+@pytest.mark.timeout(60)
+def test_log_to_driver_false_keeps_worker_output_out_of_the_driver(fresh_driver, capfd):
+    import re
+    import time
+    import uuid
+
+    hidden, shown = f"hidden-{uuid.uuid4().hex}", f"shown-{uuid.uuid4().hex}"
+    zactor.init(num_cpus=1, log_to_driver=False)
+    assert zactor.get(say.remote(hidden), timeout=30) == hidden
+    zactor.shutdown()
+    zactor.init(num_cpus=1, log_to_driver=True)
+    assert zactor.get(say.remote(shown), timeout=30) == shown
+    output = ""
+    deadline = time.monotonic() + 20
+    while shown not in output and time.monotonic() < deadline:
+        out, err = capfd.readouterr()
+        output += re.sub(r"\x1b\[[0-9;]*m", "", out + err)  # Ray colours prefixes
+        time.sleep(0.05)
+    assert re.search(rf"\(\S+ pid=\d+\) {shown}", output), output[-2000:]
+    assert hidden not in output

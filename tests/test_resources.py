@@ -194,3 +194,36 @@ def test_custom_resource_limits_concurrency(tmp_path):
         touch(r1)
         touch(str(tmp_path / "r2"))
     assert zactor.get([first, second], timeout=30) == ["first", "second"]
+
+
+@zactor.remote
+class Holder:
+    def ping(self):
+        return "pong"
+
+    def gpus(self):
+        return zactor.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+@pytest.mark.timeout(60)
+def test_default_actor_holds_no_cpu_while_running():
+    wait_for_idle_cluster()
+    actors = [Holder.remote() for _ in range(3)]  # more actors than CPUs
+    assert zactor.get([a.ping.remote() for a in actors], timeout=30) == ["pong"] * 3
+    assert zactor.available_resources().get("CPU", 0) == 2
+    for a in actors:
+        zactor.kill(a)
+
+
+@pytest.mark.timeout(60)
+def test_actor_with_explicit_resources_holds_them_for_its_lifetime():
+    wait_for_idle_cluster()
+    actor = Holder.options(num_cpus=1, num_gpus=1, resources={"widget": 1}).remote()
+    gpu_ids, cuda = zactor.get(actor.gpus.remote(), timeout=30)
+    assert len(gpu_ids) == 1 and cuda == str(gpu_ids[0])
+    available = zactor.available_resources()
+    assert available.get("CPU", 0) == 1
+    assert available.get("GPU", 0) == 1
+    assert available.get("widget", 0) == 2
+    zactor.kill(actor)
+    wait_for_idle_cluster()

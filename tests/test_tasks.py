@@ -399,3 +399,35 @@ def test_tasks_run_in_parallel_on_all_cpus(tmp_path):
 
     refs = [meet.remote("a", "b", str(tmp_path)), meet.remote("b", "a", str(tmp_path))]
     assert zactor.get(refs, timeout=45) == ["a", "b"]
+
+
+@pytest.mark.timeout(60)
+def test_recursive_cancel_also_cancels_the_children_of_the_task(tmp_path):
+    @zactor.remote
+    class Registry:
+        def __init__(self):
+            self.refs = []
+
+        def add(self, refs):
+            self.refs.extend(refs)
+
+        def get(self):
+            return self.refs
+
+    registry = Registry.remote()
+
+    @zactor.remote
+    def parent(reg, never, child_started):
+        child = block_until.options(num_cpus=0).remote(never, started=child_started)
+        zactor.get(reg.add.remote([child]))  # nested in a list: stays an ObjectRef
+        return zactor.get(child)
+
+    child_started = str(tmp_path / "child-started")
+    ref = parent.remote(registry, str(tmp_path / "never"), child_started)
+    wait_for_path(child_started, timeout=30)
+    [child] = zactor.get(registry.get.remote(), timeout=30)
+    zactor.cancel(ref, recursive=True)
+    with pytest.raises(TaskCancelledError):
+        zactor.get(ref, timeout=30)
+    with pytest.raises(TaskCancelledError):
+        zactor.get(child, timeout=30)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from zactor import _ids, _options, _refs, _serialization
@@ -27,18 +26,25 @@ def method(*args: Any, **kwargs: Any) -> Any:
     return decorate
 
 
+_ASYNC_FLAGS = 0x80 | 0x200  # CO_COROUTINE | CO_ASYNC_GENERATOR, as inspect defines them
+
+
 def _class_meta(cls: type) -> dict:
+    """Method names (with their num_returns) and whether any is async: what a handle needs."""
     methods: dict[str, int] = {}
     is_async = False
-    for name, fn in inspect.getmembers(cls):
-        if not (inspect.isfunction(fn) or inspect.ismethod(fn)):
-            continue
+    for name in dir(cls):
         if name.startswith("__") and name != "__call__":
+            continue
+        fn = getattr(cls, name, None)
+        fn = getattr(fn, "__func__", fn)  # classmethods
+        code = getattr(fn, "__code__", None)
+        if code is None or not callable(fn):
             continue
         opts = getattr(fn, "__zactor_method_options__", {})
         n = opts.get("num_returns")
         methods[name] = 1 if n is None else n
-        if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        if code.co_flags & _ASYNC_FLAGS:
             is_async = True
     return {"class_name": cls.__name__, "methods": methods, "is_async": is_async}
 
@@ -121,7 +127,7 @@ class ActorClass:
                 parent_task_id(), False, actor_options, False]
         handle = ActorHandle(actor_id, meta, _owned=True)
         submit(core, spec, args, kwargs, f"the constructor of actor {self.__name__}",
-               self._exported)
+               self._exported, [])
         return handle
 
 
@@ -189,8 +195,9 @@ class ActorHandle:
         name = options.get("name") or f"{self._meta['class_name']}.{method_name}"
         spec = [task_id, TaskKind.ACTOR_CALL, name, None, num_returns, {}, 0, False, None,
                 None, None, self._actor_id, method_name, parent_task_id(), False, None, False]
-        refs = [ObjectRef(oid) for oid in _ids.return_ids(task_id, num_returns)]
-        submit(core, spec, args, kwargs, f"actor method {name}", None)
+        rids = _ids.return_ids(task_id, num_returns)
+        refs = [ObjectRef(oid) for oid in rids]
+        submit(core, spec, args, kwargs, f"actor method {name}", None, rids)
         if num_returns == 1:
             return refs[0]
         if num_returns == 0:

@@ -7,7 +7,6 @@ import logging
 import os
 import sys
 import threading
-import uuid
 import warnings
 from typing import Any
 
@@ -90,7 +89,7 @@ def init(
         gpus = detect_gpus() if num_gpus is None else num_gpus
         cluster = EmbeddedCluster(cpus, gpus, resources, object_store_memory, logging_level)
         try:
-            ns = namespace or str(uuid.uuid4())
+            ns = namespace or _anonymous_namespace()
             core = CoreClient(cluster.address, "driver",
                               info={"pid": os.getpid(), "namespace": ns},
                               alive_check=cluster.alive)
@@ -103,6 +102,12 @@ def init(
         return _context_info()
 
 
+def _anonymous_namespace() -> str:
+    """A fresh namespace per driver, as Ray gives each job one."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def _connect(address: str, namespace: str | None, log_to_driver: bool) -> dict:
     """Join a cluster that is already running on this machine, as one more driver."""
     if not address.startswith("ipc://"):
@@ -113,7 +118,7 @@ def _connect(address: str, namespace: str | None, log_to_driver: bool) -> dict:
     if not os.path.exists(path):
         raise ConnectionError(f"no zactor head is listening at {address}")
     cwd = os.getcwd()
-    ns = namespace or str(uuid.uuid4())
+    ns = namespace or _anonymous_namespace()
     info = {"pid": os.getpid(), "namespace": ns,
             "sys_path": [os.path.abspath(p) if p else cwd for p in sys.path]}
     core = CoreClient(address, "driver", info=info, connect_timeout=10.0)

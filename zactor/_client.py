@@ -26,12 +26,14 @@ from typing import Any
 import zmq
 
 from zactor import _refs, _serialization, config
+from zactor._transport import dealer, recv_parts, send_parts
 from zactor.exceptions import GetTimeoutError, ZactorError
 from zactor.protocol import Msg, ProtocolError, Status, decode, encode
 
 log = logging.getLogger(__name__)
 
 _tracker = _refs.tracker
+_send = zmq.backend.Socket.send
 
 
 class HeadUnreachableError(ZactorError):
@@ -48,15 +50,19 @@ class CoreClient:
         alive_check: Callable[[], bool] | None = None,
         connect_timeout: float = config.HEAD_START_TIMEOUT_S,
         on_task: Callable[[Msg, list, list], None] | None = None,
+        io_thread: bool = True,
     ) -> None:
         self.kind = kind
         self.key = kind[:1].upper().encode() + os.urandom(8)
         self.ctx = zmq.Context()
-        self.out = self._socket(self.key + b">", head_address)
-        self.inp = self._socket(self.key + b"<", head_address)
+        self.out = dealer(self.ctx, self.key + b">", head_address)
+        self.inp = dealer(self.ctx, self.key + b"<", head_address)
         self._send_lock = threading.Lock()
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # replies to requests
+        self._lock = threading.Lock()  # the object cache and who waits on it
         self._objects: dict[bytes, tuple] = {}
+        self._waiters: dict[bytes, list[_Waiter]] = {}
+        self._expected: set[bytes] = set()
         self._callbacks: dict[bytes, list] = {}
         self._subscribed: set[bytes] = set()
         self._dropped: collections.OrderedDict = collections.OrderedDict()
@@ -66,24 +72,26 @@ class CoreClient:
         # Set before the I/O thread starts: work may arrive right behind the WELCOME.
         self.on_task = on_task
         self.on_blocked: Callable[[bool], None] | None = None
+        # Workers: a signal handler may want to raise into the main thread; it must not do so
+        # while that thread is half-way through a multipart send or receive. Such sections
+        # count in ``critical``; a deferred interrupt runs ``on_interrupt`` when they end.
+        self.critical = 0
+        self.interrupt_pending = False
+        self.on_interrupt: Callable[[], None] | None = None
         self.log_to_driver = True
         self._closed = False
         self._last_flush = time.monotonic()
         self.welcome = self._handshake(kind, info or {}, node_id, alive_check, connect_timeout)
-        self._thread = threading.Thread(target=self._io_loop, name="zactor-io", daemon=True)
-        self._thread.start()
+        # Without an I/O thread (workers), the constructing thread reads the inbound socket
+        # itself: in its main loop, and in any get/wait/request it makes (see pump()).
+        self._pump_ident = None if io_thread else threading.get_ident()
+        self._thread = None
+        if io_thread:
+            self._thread = threading.Thread(target=self._io_loop, name="zactor-io",
+                                            daemon=True)
+            self._thread.start()
 
     # -- setup -------------------------------------------------------------------------------
-
-    def _socket(self, identity: bytes, address: str) -> zmq.Socket:
-        sock = self.ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.ROUTING_ID, identity)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.SNDHWM, 0)
-        sock.setsockopt(zmq.RCVHWM, 0)
-        sock.setsockopt(zmq.RECONNECT_IVL, config.RECONNECT_IVL_MS)
-        sock.connect(address)
-        return sock
 
     def _handshake(self, kind, info, node_id, alive_check, timeout) -> dict:
         # HELLO goes on the inbound socket so the head has seen its identity before it ever
@@ -105,15 +113,29 @@ class CoreClient:
     # -- sending -----------------------------------------------------------------------------
 
     def send(self, header: bytes, frames: list | tuple = ()) -> None:
-        with self._send_lock:
-            if (_tracker.object_events or _tracker.actor_events) and (
-                _tracker.has_borrow or _tracker.pending() > config.REF_BATCH
-            ):
-                self._flush_refs_locked()
-            if frames:
-                self.out.send_multipart([header, *frames], copy=len(frames) < 4)
-            else:
-                self.out.send(header)
+        main = threading.get_ident() == self._pump_ident
+        if main:
+            self.critical += 1
+        try:
+            with self._send_lock:
+                if (_tracker.object_events or _tracker.actor_events) and (
+                    _tracker.has_borrow or _tracker.pending() > config.REF_BATCH
+                ):
+                    self._flush_refs_locked()
+                if frames:
+                    send_parts(self.out, (header, *frames))
+                else:
+                    _send(self.out, header, 0)
+        finally:
+            if main:
+                self._leave_critical()
+
+    def _leave_critical(self) -> None:
+        self.critical -= 1
+        if self.interrupt_pending and not self.critical:
+            self.interrupt_pending = False
+            if self.on_interrupt is not None:
+                self.on_interrupt()
 
     def flush_refs(self) -> None:
         with self._send_lock:
@@ -125,11 +147,12 @@ class CoreClient:
         if not (oa or od or aa or ad) or self._closed:
             return
         if od:
-            with self._cond:
+            with self._lock:
                 objects = self._objects
                 for oid in od:
                     objects.pop(oid, None)
                     self._subscribed.discard(oid)
+                    self._expected.discard(oid)
                     self._dropped[oid] = None
                 while len(self._dropped) > 100_000:
                     self._dropped.popitem(last=False)
@@ -140,6 +163,9 @@ class CoreClient:
         req_id = next(self._req_ids)
         self.send(encode(Msg.REQUEST, req_id, what, args))
         deadline = None if timeout is None else time.monotonic() + timeout
+        if threading.get_ident() == self._pump_ident:
+            replies = self._replies
+            self._pump_until(lambda: req_id in replies, timeout)
         with self._cond:
             while req_id not in self._replies:
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -157,50 +183,67 @@ class CoreClient:
 
     def store_local(self, object_id: bytes, status: int, loc, blob) -> None:
         """Cache a value this process made (``put``), so its own ``get`` needs no round trip."""
-        with self._cond:
+        with self._lock:
             self._objects[object_id] = (status, loc, blob)
+
+    def expect(self, ids: list[bytes]) -> None:
+        """The head will push these (results of tasks this process submitted) unasked."""
+        self._expected.update(ids)
 
     def is_ready(self, object_id: bytes) -> bool:
         return object_id in self._objects
 
     def ensure_subscribed(self, ids) -> None:
-        missing = [i for i in ids if i not in self._objects and i not in self._subscribed]
+        objects = self._objects
+        subscribed = self._subscribed
+        expected = self._expected
+        missing = [i for i in ids
+                   if i not in objects and i not in subscribed and i not in expected]
         if missing:
-            self._subscribed.update(missing)
+            subscribed.update(missing)
             self.send(encode(Msg.SUBSCRIBE, missing))
 
     def wait_objects(self, ids: list[bytes], num: int, timeout: float | None) -> list[bytes]:
-        """Block until ``num`` of ``ids`` are ready or the timeout passes; return the ready."""
+        """Block until ``num`` of the (distinct) ``ids`` are ready or the timeout passes;
+        return the ready ones, in input order."""
         objects = self._objects
-        ready = [i for i in ids if i in objects]
-        if len(ready) >= num or timeout == 0:
-            return ready
-        self.ensure_subscribed(ids)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            missing = [i for i in ids if i not in objects]
+            need = num - (len(ids) - len(missing))
+            if need <= 0 or timeout == 0:
+                return [i for i in ids if i in objects]
+            waiter = _Waiter(need)
+            waiters = self._waiters
+            for i in missing:
+                lst = waiters.get(i)
+                if lst is None:
+                    waiters[i] = [waiter]
+                else:
+                    lst.append(waiter)
         blocked = False
         try:
-            with self._cond:
-                while True:
-                    ready = [i for i in ids if i in objects]
-                    if len(ready) >= num:
-                        return ready
-                    if self._closed:
-                        raise HeadUnreachableError("the connection to the head is closed")
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        return ready
-                    if not blocked and self.on_blocked is not None:
-                        blocked = True
-                        self._cond.release()
-                        try:
-                            self.on_blocked(True)
-                        finally:
-                            self._cond.acquire()
-                        continue
-                    self._cond.wait(1.0 if remaining is None else min(remaining, 1.0))
+            self.ensure_subscribed(missing)
+            if self.on_blocked is not None:
+                blocked = True
+                self.on_blocked(True)
+            if threading.get_ident() == self._pump_ident:
+                done = self._pump_until(lambda: waiter.remaining <= 0, timeout)
+            else:
+                done = waiter.done.acquire(timeout=-1 if timeout is None else timeout)
+            if not done:
+                with self._lock:
+                    for i in missing:
+                        lst = waiters.get(i)
+                        if lst is not None and waiter in lst:
+                            lst.remove(waiter)
+                            if not lst:
+                                del waiters[i]
+            if self._closed:
+                raise HeadUnreachableError("the connection to the head is closed")
         finally:
             if blocked:
                 self.on_blocked(False)
+        return [i for i in ids if i in objects]
 
     def get_entries(self, ids: list[bytes], timeout: float | None) -> list[tuple]:
         objects = self._objects
@@ -208,14 +251,14 @@ class CoreClient:
             return [objects[i] for i in ids]
         except KeyError:
             pass
-        ready = self.wait_objects(ids, len(ids), timeout)
-        if len(ready) < len(ids):
-            missing = len(ids) - len(ready)
+        distinct = list(dict.fromkeys(ids))
+        ready = self.wait_objects(distinct, len(distinct), timeout)
+        if len(ready) < len(distinct):
+            missing = len(distinct) - len(ready)
             raise GetTimeoutError(
-                f"get timed out after {timeout} s: {missing} of {len(ids)} objects not ready"
-            )
-        with self._cond:
-            return [objects[i] for i in ids]
+                f"get timed out after {timeout} s: {missing} of {len(distinct)} objects not "
+                "ready")
+        return [objects[i] for i in ids]
 
     def decode(self, object_id: bytes, entry: tuple) -> Any:
         """Turn a cache entry into the value, raising it if it is an error."""
@@ -229,7 +272,7 @@ class CoreClient:
         return value
 
     def on_ready(self, object_id: bytes, callback: Callable[[tuple], None]) -> None:
-        with self._cond:
+        with self._lock:
             entry = self._objects.get(object_id)
             if entry is None:
                 self._callbacks.setdefault(object_id, []).append(callback)
@@ -240,23 +283,47 @@ class CoreClient:
 
     # -- the I/O thread ----------------------------------------------------------------------
 
-    def _io_loop(self) -> None:
+    def pump(self, timeout_ms: int) -> None:
+        """Read and handle what the head sent, waiting up to ``timeout_ms`` for the first
+        message; flush batched reference releases when they are due."""
         inp = self.inp
-        poll = inp.poll
-        recv = inp.recv_multipart
+        if inp.poll(timeout_ms):
+            dispatch = self._dispatch
+            self.critical += 1
+            try:
+                while True:
+                    try:
+                        frames = recv_parts(inp)
+                    except zmq.Again:
+                        break
+                    dispatch(frames)
+            finally:
+                self._leave_critical()
+        if (_tracker.object_events or _tracker.actor_events) and (
+            time.monotonic() - self._last_flush > config.REF_FLUSH_S
+        ):
+            self.flush_refs()
+
+    def _pump_until(self, done: Callable[[], bool], timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        step = int(config.REF_FLUSH_S * 1000)
+        while not done():
+            if self._closed:
+                return False
+            if deadline is None:
+                self.pump(step)
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return done()
+                self.pump(min(step, max(1, int(remaining * 1000))))
+        return True
+
+    def _io_loop(self) -> None:
+        step = int(config.REF_FLUSH_S * 1000)
         while not self._closed:
             try:
-                if poll(int(config.REF_FLUSH_S * 1000)):
-                    while True:
-                        try:
-                            frames = recv(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        self._dispatch(frames)
-                if (_tracker.object_events or _tracker.actor_events) and (
-                    time.monotonic() - self._last_flush > config.REF_FLUSH_S
-                ):
-                    self.flush_refs()
+                self.pump(step)
             except zmq.ContextTerminated:
                 break
             except zmq.ZMQError:
@@ -275,14 +342,20 @@ class CoreClient:
         if mtype == Msg.OBJECT:
             oid, status, loc = fields
             blob = frames[1] if loc is None else None
-            with self._cond:
+            with self._lock:
                 if oid in self._dropped:  # released while the value was on its way
                     del self._dropped[oid]
                     return
                 self._objects[oid] = (status, loc, blob)
                 self._subscribed.discard(oid)
+                self._expected.discard(oid)
                 callbacks = self._callbacks.pop(oid, None)
-                self._cond.notify_all()
+                waiters = self._waiters.pop(oid, None)
+                if waiters:
+                    for w in waiters:
+                        w.remaining -= 1
+                        if w.remaining == 0:
+                            w.done.release()
             if callbacks:
                 entry = (status, loc, blob)
                 for cb in callbacks:
@@ -323,10 +396,31 @@ class CoreClient:
         self._closed = True
         with self._cond:
             self._cond.notify_all()
+        with self._lock:
+            for waiters in self._waiters.values():
+                for w in waiters:
+                    if w.remaining > 0:
+                        w.remaining = 0
+                        w.done.release()
+            self._waiters.clear()
         thread = getattr(self, "_thread", None)
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2)
-        self.ctx.destroy(linger=0)
+        with self._send_lock:
+            # Give the GOODBYE (and last reference releases) a moment to leave.
+            self.out.close(linger=1000 if goodbye is not None else 0)
+            self.ctx.destroy(linger=0)
+
+
+class _Waiter:
+    """One blocked ``get``/``wait``: released by the I/O thread when enough objects arrived."""
+
+    __slots__ = ("remaining", "done")
+
+    def __init__(self, remaining: int) -> None:
+        self.remaining = remaining
+        self.done = threading.Lock()
+        self.done.acquire()
 
 
 def _reply_error(value: Any) -> Exception:

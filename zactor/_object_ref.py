@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zactor import _refs, _serialization, _state
+
+if TYPE_CHECKING:
+    import concurrent.futures
 
 _events = _refs.tracker.object_events
 
@@ -60,7 +61,9 @@ class ObjectRef:
 
     def future(self) -> concurrent.futures.Future:
         """A ``concurrent.futures.Future`` that completes with the value (or its error)."""
-        fut: concurrent.futures.Future = concurrent.futures.Future()
+        from concurrent.futures import Future  # imported here: most programs never need it
+
+        fut: concurrent.futures.Future = Future()
         core = _state.core
         if core is None:
             raise RuntimeError("zactor is not initialized")
@@ -77,6 +80,8 @@ class ObjectRef:
         return fut
 
     def __await__(self) -> Any:
+        import asyncio
+
         return asyncio.wrap_future(self.future()).__await__()
 
     def _on_completed(self, callback) -> None:

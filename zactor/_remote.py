@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from zactor._actor import ActorClass
@@ -20,7 +19,7 @@ def remote(*args: Any, **options: Any) -> Any:
 
         assert zactor.get(add.remote(1, 2)) == 3
     """
-    if len(args) == 1 and not options and (inspect.isclass(args[0]) or callable(args[0])):
+    if len(args) == 1 and not options and (isinstance(args[0], type) or callable(args[0])):
         return _make(args[0], {})
     if args:
         raise TypeError(
@@ -31,7 +30,7 @@ def remote(*args: Any, **options: Any) -> Any:
 
 
 def _make(obj: Any, options: dict[str, Any]) -> Any:
-    if inspect.isclass(obj):
+    if isinstance(obj, type):
         return ActorClass(obj, options)
     if callable(obj):
         return RemoteFunction(obj, options)

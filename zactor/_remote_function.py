@@ -83,8 +83,9 @@ class RemoteFunction:
         spec = [task_id, TaskKind.TASK, prepared["name"], self._exported.hash, n,
                 prepared["resources"], prepared["max_retries"], prepared["retry"], None, None,
                 None, None, None, parent_task_id(), False, None, False]
-        refs = [ObjectRef(oid) for oid in _ids.return_ids(task_id, n)]
-        submit(core, spec, args, kwargs, f"task {prepared['name']}", self._exported)
+        rids = _ids.return_ids(task_id, n)
+        refs = [ObjectRef(oid) for oid in rids]
+        submit(core, spec, args, kwargs, f"task {prepared['name']}", self._exported, rids)
         if n == 1:
             return refs[0]
         if n == 0:

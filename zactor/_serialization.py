@@ -21,7 +21,6 @@ import threading
 import traceback
 from typing import Any
 
-import cloudpickle
 import lz4.block
 
 from zactor import config
@@ -128,8 +127,22 @@ def _write_all(fd: int, data) -> None:
         view = view[done:]
 
 
+_cloudpickle: Any = None
+
+
+def _cp() -> Any:
+    # Imported on first use: the head encodes only its own errors and never needs it.
+    global _cloudpickle
+    if _cloudpickle is None:
+        import cloudpickle
+
+        _cloudpickle = cloudpickle
+    return _cloudpickle
+
+
 def serialize(value: Any) -> Serialized:
     """Pickle ``value`` (protocol 5, buffers out of band), noting the refs inside it."""
+    cloudpickle = _cloudpickle or _cp()
     buffers: list = []
     _collect.refs = refs = []
     _collect.actors = actors = []
@@ -216,7 +229,7 @@ def _substitute_cause(cause: BaseException | None) -> BaseException | None:
         return None
     cls = type(cause)
     try:
-        cloudpickle.dumps(cls)
+        _cp().dumps(cls)
         inst = cls.__new__(cls)
         inst.args = (str(cause),)
         return inst

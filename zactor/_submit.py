@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
+
+try:  # the built-in module: hashlib would load OpenSSL (several MB) for one hash function
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover
+    from hashlib import blake2b
 
 import cloudpickle
 
@@ -25,7 +29,7 @@ class Exported:
             raise TypeError(f"Could not serialize {what}: {type(exc).__name__}: {exc}. "
                             "Remote functions and actor classes must be picklable "
                             "(check what they capture from the enclosing scope).") from exc
-        self.hash = hashlib.blake2b(self.blob, digest_size=16).digest()
+        self.hash = blake2b(self.blob, digest_size=16).digest()
 
 
 def parent_task_id() -> bytes | None:
@@ -36,7 +40,7 @@ def parent_task_id() -> bytes | None:
 
 
 def submit(core: CoreClient, spec: list, args: tuple, kwargs: dict, what: str,
-           exported: Exported | None) -> None:
+           exported: Exported | None, return_ids: list[bytes]) -> None:
     """Fill the spec's argument slots and send it (with the function, the first time)."""
     ser, deps = pack_args(args, kwargs, what)
     spec[S.DEPS] = deps
@@ -57,5 +61,6 @@ def submit(core: CoreClient, spec: list, args: tuple, kwargs: dict, what: str,
         core.shipped.add(exported.hash)
         spec[S.WITH_FUNCTION] = True
         frames.append(exported.blob)
+    core.expect(return_ids)
     core.send(encode(Msg.SUBMIT, spec), frames)
     del keep

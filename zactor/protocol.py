@@ -83,6 +83,9 @@ FIELDS: dict[Msg, tuple[str, ...]] = {
 }
 
 _ARITY = {m: len(f) for m, f in FIELDS.items()}
+_BY_CODE: list[Msg | None] = [None] * 256
+for _m in Msg:
+    _BY_CODE[_m] = _m
 _PREFIX = {m: bytes((VERSION, m)) for m in Msg}
 
 
@@ -162,10 +165,9 @@ def decode(frame: bytes) -> tuple[Msg, list]:
         raise ProtocolError("short header")
     if frame[0] != VERSION:
         raise ProtocolError(f"protocol version {frame[0]} (expected {VERSION})")
-    try:
-        mtype = Msg(frame[1])
-    except ValueError:
-        raise ProtocolError(f"unknown message type {frame[1]}") from None
+    mtype = _BY_CODE[frame[1]]
+    if mtype is None:
+        raise ProtocolError(f"unknown message type {frame[1]}")
     try:
         fields = msgpack.unpackb(frame[2:], raw=False, use_list=True, strict_map_key=False)
     except Exception as exc:  # noqa: BLE001 - any decoding failure is a malformed message

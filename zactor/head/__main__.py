@@ -1,4 +1,4 @@
-"""``python -m zactor.head CONFIG_JSON``: run a head (and, embedded, its local node agent)."""
+"""``python -m zactor.head CONFIG_JSON``: run a head and, embedded, this machine's node agent."""
 
 from __future__ import annotations
 
@@ -25,20 +25,34 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.makedirs(cfg["shm_dir"], mode=0o700, exist_ok=True)
-    agent_pid = None
+    agent = None
     if cfg.get("local_node"):
-        from zactor.node.agent import agent_main
+        import gc
 
-        # Fork before this process starts ZeroMQ: the agent must not inherit its threads.
-        agent_pid = _process.fork_child(agent_main, cfg, pdeathsig=signal.SIGTERM)
+        import zactor.worker.main  # noqa: F401 - loaded once here, shared by every fork below
+        from zactor.node.agent import NodeAgent
+
+        gc.collect()
+        gc.freeze()  # keeps the collector from writing to (and so un-sharing) those pages
+        agent = NodeAgent(cfg)  # forks the zygote: before this process starts ZeroMQ
     from zactor.head.broker import Broker
 
-    broker = Broker(cfg, agent_pid)
+    broker = Broker(cfg, agent)
+    profile_to = os.environ.get("ZACTOR_PROFILE_HEAD")  # a developer's tool: cProfile output
+    profiler = None
+    if profile_to:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     try:
         broker.run()
     except SystemExit:
         pass
     finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(profile_to)
         broker.shutdown()
 
 

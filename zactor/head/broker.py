@@ -1,9 +1,10 @@
 """The head's event loop: one ROUTER socket, a dispatch table from message type to handler.
 
     drivers ──┐                         ┌── ObjectDirectory (values, refcounts, waiters)
-    workers ──┼─► ROUTER ─► dispatch ───┼── TaskManager     (deps, retries, cancel)
-    agents  ──┘      ▲                  ├── ActorManager    (placement, calls, names)
-                     └── replies ◄──────┴── Scheduler       (resources, warm workers)
+    workers ──┴─► ROUTER ─► dispatch ───┼── TaskManager     (deps, retries, cancel)
+                     ▲                  ├── ActorManager    (placement, calls, names)
+                     └── replies ◄──────┼── Scheduler       (resources, warm workers)
+    zygote pipe ─► worker exits ────────┴── NodeAgent       (this machine's workers, files)
 
 Handlers run to completion; the scheduler runs once per batch of messages, not per message.
 A message that does not parse, comes from an unknown peer or makes a handler raise is counted
@@ -13,7 +14,6 @@ in ``dropped`` and logged — it never stops the loop.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import signal
 import time
@@ -22,32 +22,28 @@ from typing import Any
 import zmq
 
 from zactor import config
-from zactor._process import describe_exit, kill, pidfd
+from zactor._process import describe_exit, pidfd
+from zactor._transport import recv_parts, router, send_routed
 from zactor.head.actors import ActorManager
 from zactor.head.objects import ObjectDirectory
 from zactor.head.records import Client, Worker
 from zactor.head.scheduler import Node, Scheduler
 from zactor.head.tasks import TaskManager
+from zactor.node.agent import NodeAgent
 from zactor.protocol import Msg, ProtocolError, S, TaskKind, decode, encode
 
 log = logging.getLogger(__name__)
 
-_NODE_MESSAGES = frozenset({Msg.NODE_HELLO, Msg.WORKER_EXIT})
-
 
 class Broker:
-    def __init__(self, cfg: dict, agent_pid: int | None = None) -> None:
+    def __init__(self, cfg: dict, agent: NodeAgent | None = None) -> None:
         self.cfg = cfg
         self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        for opt, val in ((zmq.SNDHWM, 0), (zmq.RCVHWM, 0), (zmq.LINGER, 0)):
-            self.sock.setsockopt(opt, val)
         self.address = cfg["address"]
-        self.sock.bind(self.address)
-        self.agent_pid = agent_pid
+        self.sock = router(self.ctx, self.address)
+        self.agent = agent
         self.clients: dict[bytes, Client] = {}
         self.drivers: dict[bytes, Client] = {}
-        self.agents: dict[bytes, Node] = {}
         self.workers_by_pid: dict[int, Worker] = {}
         self.objects = ObjectDirectory(self.free_file, self._release_actor)
         self.scheduler = Scheduler(self._dispatch, self._spawn)
@@ -57,10 +53,6 @@ class Broker:
         self.dropped = 0
         self.stopping = False
         self._free_batches: dict[bytes, list[str]] = {}
-        # Drivers are welcomed once a node has joined, so their first view of the cluster's
-        # resources is complete.
-        self._unwelcomed: list[tuple[bytes, Client]] = []
-        self._send = self.sock.send_multipart
         self.handlers = {
             Msg.SUBMIT: self.on_submit,
             Msg.PUT: self.on_put,
@@ -75,13 +67,16 @@ class Broker:
             Msg.ACTOR_READY: self.on_actor_ready,
             Msg.GOODBYE: self.on_goodbye,
         }
+        if agent is not None:
+            node = Node(agent.node_id, agent, agent.resources, agent.info)
+            self.scheduler.add_node(node)
+            self.scheduler.top_up(node)
 
     # -- plumbing ----------------------------------------------------------------------------
 
     def send(self, identity: bytes, header: bytes, frames: tuple | list = ()) -> None:
         try:
-            self._send([identity, header, *frames], copy=False) if frames else \
-                self._send([identity, header])
+            send_routed(self.sock, identity, header, frames)
         except zmq.ZMQError as exc:  # pragma: no cover - peer vanished mid-send
             log.debug("send to %r failed: %s", identity, exc)
 
@@ -92,17 +87,19 @@ class Broker:
     def run(self) -> None:
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
-        watch: dict[int, str] = {}
+        driver_fd = None
         driver_pid = self.cfg.get("driver_pid")
-        for pid, what in ((driver_pid, "driver"), (self.agent_pid, "agent")):
-            if pid:
-                fd = pidfd(pid)
-                if fd is None:
-                    log.warning("the %s (pid %d) is already gone; stopping", what, pid)
-                    return
-                watch[fd] = what
-                poller.register(fd, zmq.POLLIN)
-        recv = self.sock.recv_multipart
+        if driver_pid:
+            driver_fd = pidfd(driver_pid)
+            if driver_fd is None:
+                log.warning("the driver (pid %d) is already gone; stopping", driver_pid)
+                return
+            poller.register(driver_fd, zmq.POLLIN)
+        agent_fd = None
+        if self.agent is not None:
+            agent_fd = self.agent.events_fd
+            poller.register(agent_fd, zmq.POLLIN)
+        sock = self.sock
         handle = self.handle
         schedule = self.scheduler.schedule
         last_reap = time.monotonic()
@@ -112,7 +109,7 @@ class Broker:
                 if sock_or_fd is self.sock:
                     for _ in range(2000):
                         try:
-                            frames = recv(zmq.NOBLOCK)
+                            frames = recv_parts(sock)
                         except zmq.Again:
                             break
                         handle(frames)
@@ -121,8 +118,11 @@ class Broker:
                     schedule()
                     if self._free_batches:
                         self._flush_frees()
+                elif sock_or_fd == agent_fd:
+                    self._on_agent_events()
+                    schedule()
                 else:
-                    log.info("the %s exited; the head stops", watch[sock_or_fd])
+                    log.info("the driver exited; the head stops")
                     self.stopping = True
             now = time.monotonic()
             if now - last_reap > 1.0:
@@ -146,8 +146,6 @@ class Broker:
         try:
             if mtype == Msg.HELLO:
                 self.on_hello(identity, fields)
-            elif mtype in _NODE_MESSAGES:
-                self.on_node_message(identity, mtype, fields)
             else:
                 client = self.clients.get(identity[:-1])
                 handler = self.handlers.get(mtype)
@@ -163,6 +161,8 @@ class Broker:
 
     def on_hello(self, identity: bytes, fields: list) -> None:
         kind, pid, node_id, info = fields
+        if kind == "control":  # a worker's cancellation socket announcing itself
+            return
         if not isinstance(info, dict) or kind not in ("driver", "worker"):
             raise ProtocolError("bad HELLO")
         key = identity[:-1]
@@ -184,10 +184,7 @@ class Broker:
             for p in info.get("sys_path", []):
                 if p not in self.sys_path:
                     self.sys_path.append(p)
-            if self.scheduler.nodes:
-                self._welcome(client)
-            else:
-                self._unwelcomed.append(client)
+            self._welcome(client)
 
     def _welcome(self, client: Client) -> None:
         welcome: dict[str, Any] = {
@@ -216,22 +213,15 @@ class Broker:
 
     # -- workers and nodes -------------------------------------------------------------------
 
-    def on_node_message(self, identity: bytes, mtype: Msg, fields: list) -> None:
-        if mtype == Msg.NODE_HELLO:
-            node_id, resources, info = fields
-            node = Node(node_id, identity, resources, info)
-            self.agents[identity] = node
-            self.scheduler.add_node(node)
-            self.scheduler.top_up(node)
-            for client in self._unwelcomed:
-                self._welcome(client)
-            self._unwelcomed.clear()
+    def _on_agent_events(self) -> None:
+        node = self.scheduler.nodes[self.agent.node_id]
+        exits = self.agent.exits()
+        if exits is None:
+            log.error("the node's zygote died: no worker can start any more; stopping")
+            self.stopping = True
             return
-        node = self.agents.get(identity)
-        if node is None:
-            raise ProtocolError("message from an unknown node agent")
-        pid, exitcode, sig = fields
-        self.worker_exited(node, pid, exitcode, sig)
+        for pid, exitcode, sig in exits:
+            self.worker_exited(node, pid, exitcode, sig)
 
     def worker_idle(self, worker: Worker) -> None:
         if worker.actor is None and not worker.exiting:
@@ -262,11 +252,11 @@ class Broker:
         self.tasks.dispatch(task, node, worker)
 
     def _spawn(self, node: Node, count: int) -> None:
-        self.send(node.identity, encode(Msg.SPAWN, count))
+        node.agent.spawn(count)
 
     def kill_worker(self, worker: Worker, sig: int = signal.SIGKILL) -> None:
         worker.exiting = True
-        self.send(worker.node.identity, encode(Msg.KILL_WORKER, worker.pid, int(sig)))
+        worker.node.agent.kill(worker.pid, int(sig))
 
     def retire_worker(self, worker: Worker) -> None:
         worker.exiting = True
@@ -277,14 +267,15 @@ class Broker:
             node = next(iter(self.scheduler.nodes.values()), None)
             if node is None:
                 return
-        batch = self._free_batches.get(node.identity)
+        batch = self._free_batches.get(node.node_id)
         if batch is None:
-            batch = self._free_batches[node.identity] = []
+            batch = self._free_batches[node.node_id] = []
         batch.append(path)
 
     def _flush_frees(self) -> None:
-        for identity, paths in self._free_batches.items():
-            self.send(identity, encode(Msg.FREE, paths))
+        nodes = self.scheduler.nodes
+        for node_id, paths in self._free_batches.items():
+            nodes[node_id].agent.free(paths)
         self._free_batches.clear()
 
     def _release_actor(self, actor_id: bytes) -> None:
@@ -438,27 +429,9 @@ class Broker:
     # -- shutdown ----------------------------------------------------------------------------
 
     def shutdown(self) -> None:
-        """Stop the node agents (they stop their workers and remove their files), then exit."""
-        for identity in self.agents:
-            self.send(identity, encode(Msg.SHUTDOWN))
-        if self.agent_pid and not self.agents:  # it has not registered: it cannot be told
-            kill(self.agent_pid, signal.SIGTERM)
-        if self.agent_pid:
-            deadline = time.monotonic() + config.SHUTDOWN_TIMEOUT_S
-            while time.monotonic() < deadline:
-                try:
-                    done, _ = os.waitpid(self.agent_pid, os.WNOHANG)
-                except ChildProcessError:
-                    break
-                if done:
-                    break
-                time.sleep(0.01)
-            else:
-                kill(self.agent_pid)
-                try:
-                    os.waitpid(self.agent_pid, 0)
-                except ChildProcessError:
-                    pass
+        """Stop the node agent (it stops the workers and removes the object files), exit."""
+        if self.agent is not None:
+            self.agent.shutdown()
         shm_dir = self.cfg.get("shm_dir")
         if shm_dir:
             shutil.rmtree(shm_dir, ignore_errors=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import math
-import time
 from collections.abc import Callable
 
 from zactor import config
@@ -20,13 +19,13 @@ EPS = 1e-9
 
 
 class Node:
-    __slots__ = ("node_id", "identity", "total", "available", "idle", "workers", "starting",
+    __slots__ = ("node_id", "agent", "total", "available", "idle", "workers", "starting",
                  "gpu_free", "shm_dir", "alive", "warm_target", "info", "max_workers",
                  "busy_actors")
 
-    def __init__(self, node_id: bytes, identity: bytes, resources: dict, info: dict) -> None:
+    def __init__(self, node_id: bytes, agent, resources: dict, info: dict) -> None:
         self.node_id = node_id
-        self.identity = identity
+        self.agent = agent  # spawns and kills the node's workers, frees its object files
         self.total = dict(resources)
         self.available = dict(resources)
         self.idle: collections.deque = collections.deque()
@@ -177,8 +176,10 @@ class Scheduler:
                     short = node
                 if not placed:
                     if short is not None:
-                        # Resources are free but every worker is busy or blocked.
-                        wanted[short.node_id] = wanted.get(short.node_id, 0) + len(q)
+                        # Resources are free but every worker is busy or blocked: ask for as
+                        # many workers as the free resources can keep busy.
+                        n = min(len(q), _how_many_fit(short.available, req))
+                        wanted[short.node_id] = wanted.get(short.node_id, 0) + n
                     break
             if not q:
                 del self.queues[shape]
@@ -210,5 +211,9 @@ class Scheduler:
                 retire(worker)
 
 
-def monotonic() -> float:
-    return time.monotonic()
+def _how_many_fit(available: dict, req: dict) -> int:
+    n = 1 << 30
+    for k, v in req.items():
+        if v > EPS:
+            n = min(n, int((available.get(k, 0.0) + EPS) // v))
+    return n

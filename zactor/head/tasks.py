@@ -317,4 +317,4 @@ class TaskManager:
             worker.task = None
             self.head.kill_worker(worker)
         else:
-            self.head.send(worker.client.inbox, encode(Msg.CANCEL_TASK, task_id, force))
+            self.head.send(worker.client.key + b"!", encode(Msg.CANCEL_TASK, task_id, force))

@@ -1,37 +1,40 @@
 """The worker process main loop.
 
-    head ──EXECUTE──► "in" DEALER ─► I/O thread ─► queue ─► main thread: run task / method
-                                                   │        (threads or an asyncio loop for
-                                                   │         concurrent and async actors)
-    head ◄─TASK_DONE── "out" DEALER ◄──────────────┘
+    head ──EXECUTE──► "in" DEALER ──► main thread: reads the socket, runs tasks and sync
+                                       │  methods inline (a thread pool or an asyncio loop
+                                       │  for concurrent and async actors)
+    head ◄─TASK_DONE── "out" DEALER ◄──┘
+    head ──CANCEL────► "control" DEALER ──► control thread ──SIGINT──► main thread
+
+The main thread is its own I/O thread: a task costs no hand-off between threads, and a task
+blocked in ``get`` keeps reading the socket itself. Only cancellation needs another thread,
+since the main thread may be deep in user code: the control thread signals it, and the
+handler raises in the task only if that task is still the one running.
 
 A worker runs one normal task at a time, or hosts one actor for life. Functions and classes
-arrive once (the head knows which this worker has) and are cached by content hash. A running
-normal task is cancelled by a SIGINT the I/O thread sends to the main thread, which the handler
-turns into an exception only if that task is still the one running.
+arrive once (the head knows which this worker has) and are cached by content hash.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import inspect
+import collections
 import logging
 import os
-import queue
 import signal
 import sys
 import threading
 from typing import Any
 
 import cloudpickle
+import zmq
 
-from zactor import _process, _serialization, _state
+from zactor import _process, _serialization, _state, config
 from zactor._args import unpack_args
 from zactor._client import CoreClient
 from zactor._object_ref import ObjectRef
+from zactor._transport import dealer
 from zactor.exceptions import ActorDiedError, TaskCancelledError
-from zactor.protocol import Msg, S, Status, TaskKind, encode
+from zactor.protocol import Msg, ProtocolError, S, Status, TaskKind, decode, encode
 from zactor.worker.output import ForwardedStream
 
 log = logging.getLogger(__name__)
@@ -56,15 +59,13 @@ class WorkerRuntime:
         self.shm_dir = cfg["shm_dir"]
         self.context = TaskContext()
         self.functions: dict[bytes, Any] = {}
-        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.backlog: collections.deque = collections.deque()
         self.actor_id: bytes | None = None
         self.actor_name = ""
         self.instance: Any = None
         self.actor_error_blob: bytes | None = None
-        self.pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.async_slots: asyncio.Semaphore | None = None
-        self.async_tasks: dict[bytes, Any] = {}
+        self.pool: Any = None  # a ThreadPoolExecutor, for max_concurrency > 1
+        self.aloop: Any = None  # an AsyncActorLoop, for async actors
         self.current: bytes | None = None  # the normal task or sync call the main thread runs
         self.cancel_target: bytes | None = None
         self.cancelled: set[bytes] = set()
@@ -74,7 +75,12 @@ class WorkerRuntime:
         self.actor_placement: tuple | None = None
         self.actor_meta: dict | None = None
         self.core = CoreClient(cfg["address"], "worker", node_id=self.node_id,
-                               on_task=self._on_message)
+                               on_task=self._on_message, io_thread=False)
+        self.control = dealer(self.core.ctx, self.core.key + b"!", cfg["address"])
+        self.control.send(encode(Msg.HELLO, "control", self.pid, self.node_id, {}))
+        self.control_thread = threading.Thread(target=self._control_loop, daemon=True,
+                                               name="zactor-control")
+        self.control_thread.start()
         _state.core = self.core
         self.worker_id = self.core.key
         welcome = self.core.welcome
@@ -84,6 +90,7 @@ class WorkerRuntime:
         if welcome.get("cwd") and os.path.isdir(welcome["cwd"]):
             os.chdir(welcome["cwd"])
         self.core.on_blocked = self._on_blocked
+        self.core.on_interrupt = self._interrupt_now
         signal.signal(signal.SIGINT, self._on_sigint)
         sys.stdout = ForwardedStream("stdout", self._prefix, self._send_log)
         sys.stderr = ForwardedStream("stderr", self._prefix, self._send_log)
@@ -102,24 +109,40 @@ class WorkerRuntime:
         self.core.send(encode(Msg.LOG, stream, prefix, text))
 
     def _on_message(self, mtype: Msg, fields: list, frames: list) -> None:
-        """I/O thread: hand work to the main thread; act on cancellation at once."""
-        if mtype == Msg.CANCEL_TASK:
-            self._cancel(fields[0])
-        else:
-            self.inbox.put((mtype, fields, frames))
+        """Work read from the socket: queued, run by the main loop in arrival order."""
+        self.backlog.append((mtype, fields, frames))
+
+    def _control_loop(self) -> None:
+        control = self.control
+        while not self.core._closed:
+            try:
+                if not control.poll(100):
+                    continue
+                mtype, fields = decode(control.recv())
+            except (zmq.ZMQError, ProtocolError):
+                continue
+            if mtype == Msg.CANCEL_TASK:
+                self._cancel(fields[0])
 
     def _cancel(self, task_id: bytes) -> None:
+        """Control thread: interrupt the task if it runs, else make sure it never starts."""
         if task_id == self.current and self.actor_id is None:
             self.cancel_target = task_id
             signal.pthread_kill(self.main_ident, signal.SIGINT)
             return
-        atask = self.async_tasks.get(task_id)
-        if atask is not None and self.loop is not None:
-            self.loop.call_soon_threadsafe(atask.cancel)
+        if self.aloop is not None and self.aloop.cancel(task_id):
             return
         self.cancelled.add(task_id)
 
     def _on_sigint(self, signum, frame) -> None:  # noqa: ARG002
+        if self.cancel_target is None or self.cancel_target != self.current:
+            return
+        if self.core.critical:
+            self.core.interrupt_pending = True  # raised by _interrupt_now when it is safe
+            return
+        self._interrupt_now()
+
+    def _interrupt_now(self) -> None:
         if self.cancel_target is not None and self.cancel_target == self.current:
             self.cancel_target = None
             raise _Interrupted()
@@ -131,9 +154,13 @@ class WorkerRuntime:
     # -- main loop ---------------------------------------------------------------------------
 
     def serve(self) -> int:
-        get = self.inbox.get
+        backlog = self.backlog
+        pump = self.core.pump
         while True:
-            mtype, fields, frames = get()
+            if not backlog:
+                pump(50)
+                continue
+            mtype, fields, frames = backlog.popleft()
             if mtype == Msg.EXECUTE:
                 self._execute(fields, frames)
             elif mtype == Msg.EXIT:
@@ -150,6 +177,9 @@ class WorkerRuntime:
                 stream.flush()
             except Exception:  # noqa: BLE001
                 pass
+        self.core._closed = True  # stops the control thread before its socket closes
+        self.control_thread.join(timeout=1)
+        self.core._closed = False
         self.core.close(goodbye=(False,))
         return 0
 
@@ -161,19 +191,18 @@ class WorkerRuntime:
         if kind == TaskKind.TASK:
             self._run_sync(spec, fields, frames)
         elif kind == TaskKind.ACTOR_CALL:
-            if self.loop is not None:
-                self._track(1)
-                asyncio.run_coroutine_threadsafe(self._run_async(spec, fields, frames),
-                                                 self.loop)
+            if self.aloop is not None:
+                self.track(1)
+                self.aloop.submit(spec, fields, frames)
             elif self.pool is not None:
-                self._track(1)
+                self.track(1)
                 self.pool.submit(self._run_pooled, spec, fields, frames)
             else:
                 self._run_sync(spec, fields, frames)
         elif kind == TaskKind.ACTOR_CREATE:
             self._create_actor(spec, fields, frames)
 
-    def _track(self, delta: int) -> None:
+    def track(self, delta: int) -> None:
         with self.in_flight_done:
             self.in_flight += delta
             if not self.in_flight:
@@ -183,11 +212,11 @@ class WorkerRuntime:
         try:
             self._run_sync(spec, fields, frames)
         finally:
-            self._track(-1)
+            self.track(-1)
 
     # -- running -----------------------------------------------------------------------------
 
-    def _resolve_args(self, spec: list, fields: list, frames: list) -> tuple[list, dict, list]:
+    def resolve_args(self, spec: list, fields: list, frames: list) -> tuple[list, dict, list]:
         """The call's arguments with dependencies substituted; also the refs kept alive."""
         deps = spec[S.DEPS]
         values: dict[int, Any] = {}
@@ -216,7 +245,7 @@ class WorkerRuntime:
         args, kwargs = unpack_args(packed, values.__getitem__)
         return args, kwargs, keep
 
-    def _target(self, spec: list):
+    def target(self, spec: list):
         kind = spec[S.KIND]
         if kind == TaskKind.TASK:
             return self.functions[spec[S.FN_HASH]]
@@ -226,7 +255,7 @@ class WorkerRuntime:
         if method == "__ray_ready__":
             return lambda: True
         if method == "__ray_terminate__":
-            return lambda: self.inbox.put((Msg.EXIT, [], []))
+            return lambda: self.backlog.append((Msg.EXIT, [], []))
         return getattr(self.instance, method)
 
     def _run_sync(self, spec: list, fields: list, frames: list) -> None:
@@ -238,32 +267,27 @@ class WorkerRuntime:
         on_main = threading.get_ident() == self.main_ident
         keep: list = []
         try:
-            if task_id in self.cancelled:
-                self.cancelled.discard(task_id)
-                raise TaskCancelledError(f"Task {spec[S.NAME]} was cancelled")
+            self.check_not_cancelled(spec)
             if fields[3] is not None:
                 os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, fields[3][1]))
             if on_main:
                 self.current = task_id
-            fn = self._target(spec)
-            args, kwargs, keep = self._resolve_args(spec, fields, frames)
+            fn = self.target(spec)
+            args, kwargs, keep = self.resolve_args(spec, fields, frames)
             result = fn(*args, **kwargs)
             if on_main:
                 self.current = None
-            self._send_results(spec, result)
+            self.send_results(spec, result)
         except _Interrupted:
             self.current = None
-            self._send_error(spec, TaskCancelledError(f"Task {spec[S.NAME]} was cancelled"))
-        except _ActorBroken:
-            self.current = None
-            self._send_failure_blob(spec, self.actor_error_blob)
+            self.send_error(spec, TaskCancelledError(f"Task {spec[S.NAME]} was cancelled"))
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
             self.current = None
             if isinstance(exc, (SystemExit, KeyboardInterrupt)) and spec[S.KIND] == \
                     TaskKind.TASK:
-                self._send_error(spec, exc)
+                self.send_error(spec, exc)
             else:
-                self._send_error(spec, exc)
+                self.send_error(spec, exc)
         finally:
             self.current = None
             ctx.task_id = None
@@ -272,42 +296,13 @@ class WorkerRuntime:
                 stream.flush()
             del keep
 
-    async def _run_async(self, spec: list, fields: list, frames: list) -> None:
+    def check_not_cancelled(self, spec: list) -> None:
         task_id = spec[S.TASK_ID]
-        try:
-            async with self.async_slots:
-                ctx = self.context
-                ctx.task_id = task_id
-                ctx.name = spec[S.NAME]
-                if task_id in self.cancelled:
-                    self.cancelled.discard(task_id)
-                    raise TaskCancelledError(f"Task {spec[S.NAME]} was cancelled")
-                fn = self._target(spec)
-                args, kwargs, keep = await asyncio.get_running_loop().run_in_executor(
-                    None, self._resolve_args, spec, fields, frames) if spec[S.DEPS] and \
-                    len(fields[1]) < len(spec[S.DEPS]) else self._resolve_args(spec, fields,
-                                                                                 frames)
-                if inspect.iscoroutinefunction(fn):
-                    coro_task = asyncio.ensure_future(fn(*args, **kwargs))
-                    self.async_tasks[task_id] = coro_task
-                    try:
-                        result = await coro_task
-                    finally:
-                        self.async_tasks.pop(task_id, None)
-                else:
-                    result = fn(*args, **kwargs)
-                del keep
-            self._send_results(spec, result)
-        except asyncio.CancelledError:
-            self._send_error(spec, TaskCancelledError(f"Task {spec[S.NAME]} was cancelled"))
-        except _ActorBroken:
-            self._send_failure_blob(spec, self.actor_error_blob)
-        except BaseException as exc:  # noqa: BLE001
-            self._send_error(spec, exc)
-        finally:
-            self._track(-1)
+        if task_id in self.cancelled:
+            self.cancelled.discard(task_id)
+            raise TaskCancelledError(f"Task {spec[S.NAME]} was cancelled")
 
-    def _send_results(self, spec: list, result: Any) -> None:
+    def send_results(self, spec: list, result: Any) -> None:
         n = spec[S.NUM_RETURNS]
         task_id = spec[S.TASK_ID]
         if n == 1:
@@ -343,7 +338,10 @@ class WorkerRuntime:
                 blobs.append(ser.to_blob())
         self.core.send(encode(Msg.TASK_DONE, task_id, results, False), blobs)
 
-    def _send_error(self, spec: list, exc: BaseException) -> None:
+    def send_error(self, spec: list, exc: BaseException) -> None:
+        if isinstance(exc, _ActorBroken):
+            self._send_failure_blob(spec, self.actor_error_blob)
+            return
         if isinstance(exc, TaskCancelledError):
             blob = _serialization.dumps_plain(exc)
         else:
@@ -381,7 +379,7 @@ class WorkerRuntime:
         self.context.task_id = spec[S.TASK_ID]
         self.context.name = f"{self.actor_name}.__init__"
         try:
-            args, kwargs, keep = self._resolve_args(spec, fields, frames)
+            args, kwargs, keep = self.resolve_args(spec, fields, frames)
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, fields[3][1]))
             self.context.placement = self.actor_placement = fields[3]
             self.instance = cls(*args, **kwargs)
@@ -403,26 +401,14 @@ class WorkerRuntime:
             self.context.name = ""
         concurrency = options.get("max_concurrency")
         if options.get("is_async"):
-            self._start_loop(concurrency or 1000)
+            from zactor.worker.async_actor import AsyncActorLoop
+
+            self.aloop = AsyncActorLoop(self, concurrency or config.DEFAULT_ASYNC_MAX_CONCURRENCY)
         elif concurrency and concurrency > 1:
-            self.pool = concurrent.futures.ThreadPoolExecutor(
-                concurrency, thread_name_prefix="zactor-actor")
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="zactor-actor")
         self.core.send(encode(Msg.ACTOR_READY, self.actor_id, False))
-
-    def _start_loop(self, concurrency: int) -> None:
-        loop = asyncio.new_event_loop()
-        started = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            self.async_slots = asyncio.Semaphore(concurrency)
-            started.set()
-            loop.run_forever()
-
-        threading.Thread(target=run, name="zactor-actor-loop", daemon=True).start()
-        started.wait()
-        self.loop = loop
-
 
 class _ActorBroken(Exception):
     """The actor's constructor failed; every call answers with that failure."""

@@ -1,0 +1,66 @@
+"""ZeroMQ sockets and the fast paths for sending and receiving on them.
+
+pyzmq's ``send_multipart`` costs several microseconds per message in Python-level flag
+arithmetic (``IntFlag`` enums); the event loops send tens of thousands of messages a second,
+so they call the Cython ``send`` directly with plain-int flags.
+"""
+
+from __future__ import annotations
+
+import zmq
+
+from zactor import config
+
+SNDMORE = int(zmq.SNDMORE)
+NOBLOCK = int(zmq.NOBLOCK)
+RCVMORE = int(zmq.RCVMORE)
+_send = zmq.backend.Socket.send
+_recv = zmq.backend.Socket.recv
+_get = zmq.backend.Socket.get
+
+
+def dealer(ctx: zmq.Context, identity: bytes, address: str, linger: int = 0) -> zmq.Socket:
+    """A DEALER connected to ``address``, with unbounded queues (flow is bounded upstream)."""
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.ROUTING_ID, identity)
+    sock.setsockopt(zmq.LINGER, linger)
+    sock.setsockopt(zmq.SNDHWM, 0)
+    sock.setsockopt(zmq.RCVHWM, 0)
+    sock.setsockopt(zmq.RECONNECT_IVL, config.RECONNECT_IVL_MS)
+    sock.connect(address)
+    return sock
+
+
+def router(ctx: zmq.Context, address: str) -> zmq.Socket:
+    sock = ctx.socket(zmq.ROUTER)
+    for opt, val in ((zmq.SNDHWM, 0), (zmq.RCVHWM, 0), (zmq.LINGER, 0)):
+        sock.setsockopt(opt, val)
+    sock.bind(address)
+    return sock
+
+
+def send_parts(sock: zmq.Socket, parts: list | tuple) -> None:
+    """``send_multipart`` without its per-call overhead."""
+    last = len(parts) - 1
+    for i, part in enumerate(parts):
+        _send(sock, part, SNDMORE if i < last else 0)
+
+
+def send_routed(sock: zmq.Socket, identity: bytes, header: bytes, frames=()) -> None:
+    """Send ``header`` and ``frames`` through a ROUTER to the peer ``identity``."""
+    _send(sock, identity, SNDMORE)
+    if frames:
+        _send(sock, header, SNDMORE)
+        last = len(frames) - 1
+        for i, part in enumerate(frames):
+            _send(sock, part, SNDMORE if i < last else 0)
+    else:
+        _send(sock, header, 0)
+
+
+def recv_parts(sock: zmq.Socket) -> list[bytes]:
+    """``recv_multipart(NOBLOCK)`` without its per-call overhead; raises ``zmq.Again``."""
+    parts = [_recv(sock, NOBLOCK)]
+    while _get(sock, RCVMORE):
+        parts.append(_recv(sock))
+    return parts
