@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from zactor._object_ref import ObjectRef
-from zactor._serialization import Serialized, serialize
+from zactor._serialization import Serialized, is_plain, serialize, serialize_plain
 
 
 class _Dep:
@@ -25,7 +25,14 @@ class _Dep:
         return (_Dep, (self.i,))
 
 
+_NO_ARGS = serialize_plain(([], {}))
+
+
 def pack_args(args: tuple, kwargs: dict, what: str) -> tuple[Serialized, list[bytes]]:
+    if not args and not kwargs:
+        return _NO_ARGS, []
+    if is_plain(args) and is_plain(kwargs):
+        return serialize_plain((list(args), kwargs)), []
     deps: list[bytes] = []
 
     def sub(x: Any) -> Any:

@@ -12,20 +12,28 @@ when the *thread* that spawned the child exits, and a driver may call ``init`` f
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
-import subprocess
 import sys
+import time
 
 _PR_SET_NAME = 15
 _PR_SET_PDEATHSIG = 1
+_prctl_fn = None
 
-try:
-    _libc = ctypes.CDLL(None, use_errno=True)
-    _prctl = _libc.prctl
-except (OSError, AttributeError):  # pragma: no cover - non-Linux
-    _prctl = None
+
+def _prctl(*args) -> None:
+    # ctypes is loaded on first use: drivers never call this, only the processes they start.
+    global _prctl_fn
+    if _prctl_fn is None:
+        import ctypes
+
+        try:
+            _prctl_fn = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):  # pragma: no cover - non-Linux
+            _prctl_fn = False
+    if _prctl_fn:
+        _prctl_fn(*args)
 
 
 def die_with_parent(sig: int = signal.SIGKILL, expected_parent: int | None = None) -> None:
@@ -33,16 +41,14 @@ def die_with_parent(sig: int = signal.SIGKILL, expected_parent: int | None = Non
 
     If the parent already died before the request took effect, exit now.
     """
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    _prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     if expected_parent is not None and os.getppid() != expected_parent:
         os._exit(1)
 
 
 def set_process_name(name: str) -> None:
     """Name the process for ``top``/``ps -o comm`` (15 bytes at most)."""
-    if _prctl is not None:
-        _prctl(_PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
+    _prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
 def pidfd(pid: int) -> int | None:
@@ -70,16 +76,69 @@ def kill(pid: int, sig: int = signal.SIGKILL) -> None:
         pass
 
 
-def spawn_head(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+class Child:
+    """A process this one spawned: poll, wait and kill it (what we need of ``Popen``)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = -1
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.001
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        return self.returncode
+
+    def kill(self) -> None:
+        kill(self.pid)
+
+
+def spawn_head(args: list[str], env: dict[str, str]) -> Child:
     """Start a head process in a session of its own, so a terminal's Ctrl-C (sent to the
-    driver's process group) reaches only the driver, as with Ray."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "zactor.head", *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        close_fds=True,
-    )
+    driver's process group) reaches only the driver, as with Ray. ``posix_spawn`` rather
+    than ``subprocess``: no module to import into every driver, and no fork of it."""
+    argv = [sys.executable, "-m", "zactor.head", *args]
+    return Child(os.posix_spawn(sys.executable, argv, env, setsid=True))
+
+
+def remove_tree(path: str) -> None:
+    """``shutil.rmtree(path, ignore_errors=True)`` without importing shutil (which loads the
+    bz2 and lzma modules) into every driver."""
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            remove_tree(entry.path)
+        else:
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
 
 
 def fork_child(target, *args, pdeathsig: int = signal.SIGKILL) -> int:

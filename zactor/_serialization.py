@@ -140,8 +140,36 @@ def _cp() -> Any:
     return _cloudpickle
 
 
+_PLAIN = frozenset({type(None), bool, int, float, str, bytes})
+_NO_REFS: tuple = ()
+
+
+def is_plain(value: Any) -> bool:
+    """True for builtin scalars and small flat containers of them: values that plain pickle
+    encodes exactly as cloudpickle would, with no refs or buffers inside."""
+    t = type(value)
+    if t in _PLAIN:
+        return True
+    if t is tuple or t is list:
+        return len(value) <= 32 and all(type(x) in _PLAIN for x in value)
+    if t is dict:
+        return len(value) <= 32 and all(
+            type(k) in _PLAIN and type(x) in _PLAIN for k, x in value.items())
+    return False
+
+
+def serialize_plain(value: Any) -> Serialized:
+    """The fast path for :func:`is_plain` values: no cloudpickle pickler to set up."""
+    return Serialized(_dumps(value, 5), _NO_REFS, _NO_REFS, _NO_REFS)
+
+
+_dumps = pickle.dumps
+
+
 def serialize(value: Any) -> Serialized:
     """Pickle ``value`` (protocol 5, buffers out of band), noting the refs inside it."""
+    if type(value) in _PLAIN:
+        return Serialized(_dumps(value, 5), _NO_REFS, _NO_REFS, _NO_REFS)
     cloudpickle = _cloudpickle or _cp()
     buffers: list = []
     _collect.refs = refs = []

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import subprocess
 import sys
 import time
 
@@ -43,8 +41,8 @@ def remove_stale_sessions(root: str) -> list[str]:
             continue
         if pid and _process.is_alive(pid):
             continue
-        shutil.rmtree(path, ignore_errors=True)
-        shutil.rmtree(os.path.join(config.SHM_ROOT, f"zactor-{name}"), ignore_errors=True)
+        _process.remove_tree(path)
+        _process.remove_tree(os.path.join(config.SHM_ROOT, f"zactor-{name}"))
         removed.append(name)
     return removed
 
@@ -75,7 +73,7 @@ class EmbeddedCluster:
             "node_id": os.urandom(14).hex(), "log_level": log_level,
         }
         env = dict(os.environ)
-        self.proc: subprocess.Popen | None = _process.spawn_head([json.dumps(cfg)], env)
+        self.proc: _process.Child | None = _process.spawn_head([json.dumps(cfg)], env)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -83,24 +81,25 @@ class EmbeddedCluster:
     def stop(self) -> None:
         proc = self.proc
         if proc is not None:
-            try:
-                proc.wait(timeout=config.SHUTDOWN_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
+            if proc.wait(timeout=config.SHUTDOWN_TIMEOUT_S) is None:
                 log.warning("the head did not stop in time; killing it")
                 proc.kill()
                 proc.wait()
             self.proc = None
-        shutil.rmtree(self.shm_dir, ignore_errors=True)
-        shutil.rmtree(self.session_dir, ignore_errors=True)
+        _process.remove_tree(self.shm_dir)
+        _process.remove_tree(self.session_dir)
 
 
 def detect_gpus() -> int:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return len([d for d in visible.split(",") if d.strip()])
-    smi = shutil.which("nvidia-smi")
+    smi = next((os.path.join(d, "nvidia-smi") for d in os.get_exec_path()
+                if os.access(os.path.join(d, "nvidia-smi"), os.X_OK)), None)
     if not smi:
         return 0
+    import subprocess
+
     try:
         out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=5).stdout
     except (OSError, subprocess.SubprocessError):

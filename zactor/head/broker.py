@@ -14,7 +14,6 @@ in ``dropped`` and logged — it never stops the loop.
 from __future__ import annotations
 
 import logging
-import shutil
 import signal
 import time
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import zmq
 
 from zactor import config
-from zactor._process import describe_exit, pidfd
+from zactor._process import describe_exit, pidfd, remove_tree
 from zactor._transport import recv_parts, router, send_routed
 from zactor.head.actors import ActorManager
 from zactor.head.objects import ObjectDirectory
@@ -434,6 +433,6 @@ class Broker:
             self.agent.shutdown()
         shm_dir = self.cfg.get("shm_dir")
         if shm_dir:
-            shutil.rmtree(shm_dir, ignore_errors=True)
+            remove_tree(shm_dir)
         self.sock.close(linger=0)
         self.ctx.term()

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import socket
 
 from zactor import _process
+from zactor._process import remove_tree
 from zactor.node.zygote import ZygoteHandle, start_zygote
 
 log = logging.getLogger(__name__)
@@ -50,7 +49,7 @@ class NodeAgent:
         self.zygote: ZygoteHandle = start_zygote(worker_cfg)
         self.workers: set[int] = set()
         self.info = {"shm_dir": self.shm_dir, "ip": "127.0.0.1",
-                     "hostname": socket.gethostname(), "zygote_pid": self.zygote.pid}
+                     "hostname": os.uname().nodename, "zygote_pid": self.zygote.pid}
 
     @property
     def events_fd(self) -> int:
@@ -96,4 +95,4 @@ class NodeAgent:
             os.waitpid(self.zygote.pid, 0)
         except ChildProcessError:
             pass
-        shutil.rmtree(self.shm_dir, ignore_errors=True)
+        remove_tree(self.shm_dir)

@@ -31,6 +31,7 @@ import zmq
 from zactor import _process, _serialization, _state, config
 from zactor._args import unpack_args
 from zactor._client import CoreClient
+from zactor._ids import return_ids
 from zactor._object_ref import ObjectRef
 from zactor._transport import dealer
 from zactor.exceptions import ActorDiedError, TaskCancelledError
@@ -317,8 +318,6 @@ class WorkerRuntime:
             if values is None or len(values) != n:
                 got = "a non-iterable" if values is None else f"{len(values)} values"
                 raise ValueError(f"Task {spec[S.NAME]} has num_returns={n} but returned {got}")
-        from zactor._ids import return_ids
-
         results = []
         blobs = []
         for oid, value in zip(return_ids(task_id, n), values, strict=False):
@@ -362,8 +361,6 @@ class WorkerRuntime:
 
     def _send_failure_blob(self, spec: list, blob: bytes, retryable: bool = False) -> None:
         task_id = spec[S.TASK_ID]
-        from zactor._ids import return_ids
-
         n = spec[S.NUM_RETURNS]
         results = [(oid, Status.ERROR, None, (), ()) for oid in return_ids(task_id, n)]
         self.core.send(encode(Msg.TASK_DONE, task_id, results, retryable), [blob] * n)
