@@ -260,16 +260,34 @@ class CoreClient:
                 "ready")
         return [objects[i] for i in ids]
 
-    def decode(self, object_id: bytes, entry: tuple) -> Any:
-        """Turn a cache entry into the value, raising it if it is an error."""
+    def decode(self, object_id: bytes, entry: tuple, attempts: int = 3) -> Any:
+        """Turn a cache entry into the value, raising it if it is an error. An object whose
+        file is gone is reported to the head, which rebuilds it (or explains why not)."""
         status, loc, blob = entry
         if loc is None:
             value = _serialization.loads(blob)
         else:
-            value = _serialization.load_file(loc[0])
+            try:
+                value = _serialization.load_file(loc[0])
+            except FileNotFoundError:
+                if attempts <= 0:
+                    raise
+                return self.decode(object_id, self._recover(object_id), attempts - 1)
         if status == Status.ERROR:
             raise value
         return value
+
+    def _recover(self, object_id: bytes) -> tuple:
+        with self._lock:
+            self._objects.pop(object_id, None)
+            self._expected.discard(object_id)
+            self._subscribed.add(object_id)  # LOST subscribes us to the rebuilt value
+        self.send(encode(Msg.LOST, object_id))
+        entry = self.get_entries([object_id], None)[0]
+        if object_id not in _tracker.object_counts:  # fetched for a task argument only
+            with self._lock:
+                self._objects.pop(object_id, None)
+        return entry
 
     def on_ready(self, object_id: bytes, callback: Callable[[tuple], None]) -> None:
         with self._lock:

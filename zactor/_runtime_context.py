@@ -63,7 +63,8 @@ class RuntimeContext:
 
     @property
     def was_current_actor_reconstructed(self) -> bool:
-        return False
+        worker = self._worker()
+        return bool(worker is not None and worker.actor_id is not None and worker.restarts)
 
     @property
     def current_actor(self) -> Any:

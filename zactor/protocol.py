@@ -35,6 +35,8 @@ class Msg(enum.IntEnum):
     LOG = 11
     ACTOR_READY = 12
     GOODBYE = 13
+    CHECKPOINT = 14
+    LOST = 15
     # head -> client
     WELCOME = 20
     OBJECT = 21
@@ -67,6 +69,8 @@ FIELDS: dict[Msg, tuple[str, ...]] = {
     Msg.LOG: ("stream", "prefix", "text"),
     Msg.ACTOR_READY: ("actor_id", "failed"),  # | error blob if failed
     Msg.GOODBYE: ("stop_cluster",),
+    Msg.CHECKPOINT: ("actor_id",),  # | the state blob from __zactor_checkpoint__
+    Msg.LOST: ("object_id",),  # a client found an object's file gone
     Msg.WELCOME: ("info",),
     Msg.OBJECT: ("object_id", "status", "loc"),  # | blob if inline
     Msg.EXECUTE: ("spec", "deps", "with_function", "placement"),  # | args, [fn], dep blobs

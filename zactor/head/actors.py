@@ -12,9 +12,9 @@ import signal
 from typing import TYPE_CHECKING
 
 from zactor._serialization import dumps_plain
-from zactor.exceptions import ActorDiedError
+from zactor.exceptions import ActorDiedError, ActorUnavailableError
 from zactor.head.records import ActorRecord, TaskRecord
-from zactor.protocol import Msg, S, encode
+from zactor.protocol import Msg, S, Status, encode
 
 if TYPE_CHECKING:
     from zactor.head.broker import Broker
@@ -136,11 +136,30 @@ class ActorManager:
             # The constructor's resources stay held for the actor's life; the record is done.
             task.state = "done"
             self.head.tasks.tasks.pop(task.task_id, None)
-            self.head.tasks.unpin_args(task)
+            if actor.max_restarts == 0 and actor.supervisor is None:
+                self._release_args(actor)  # it will never be rebuilt
         if failed:
             self.died(actor, blob, kill=True)
-        elif actor.state == "pending":
+        elif actor.state in ("pending", "restarting"):
             actor.state = "alive"
+
+    def _release_args(self, actor: ActorRecord) -> None:
+        if actor.args_pinned:
+            actor.args_pinned = False
+            self.head.tasks.unpin_args(actor.create)
+
+    def placement_extra(self, actor_id: bytes) -> tuple:
+        """What a (re)started actor's worker needs beyond the spec: its restart count and the
+        state to restore, if it saved any."""
+        actor = self.actors.get(actor_id)
+        if actor is None:
+            return (0, None)
+        return (actor.restarts, actor.checkpoint)
+
+    def save_checkpoint(self, actor_id: bytes, blob) -> None:
+        actor = self.actors.get(actor_id)
+        if actor is not None and actor.state != "dead":
+            actor.checkpoint = blob
 
     def call(self, client: Client, spec: list, args_blob) -> None:
         tasks = self.head.tasks
@@ -148,6 +167,8 @@ class ActorManager:
         if not tasks.pin_args(task):
             return
         actor = self.actors.get(spec[S.ACTOR_ID])
+        if actor is not None:
+            task.retries_left = actor.max_task_retries
         if actor is None:
             tasks.complete_all(task, 1, None, dumps_plain(ActorDiedError(
                 f"Cannot call {spec[S.NAME]}: the actor is unknown to this cluster")))
@@ -188,6 +209,11 @@ class ActorManager:
         actor = self.actors.get(actor_id)
         if actor is None or actor.state == "dead":
             return
+        if not no_restart and actor.worker is not None and self._may_restart(actor):
+            # Its process goes; worker_gone restarts it as after any crash.
+            self.head.kill_worker(actor.worker, signal.SIGKILL)
+            actor.worker.exiting = False
+            return
         self.died(actor, dumps_plain(ActorDiedError(
             f"The actor {actor.class_name} was killed by zactor.kill()", actor_id.hex())),
             kill=True)
@@ -206,16 +232,21 @@ class ActorManager:
             if actor.create.state != "done":
                 self.head.tasks.finish(actor.create)
 
-    def died(self, actor: ActorRecord, blob, kill: bool = False, how: str = "") -> None:
-        """The actor is gone (killed, crashed, constructor failed): fail what it owed."""
+    def died(self, actor: ActorRecord, blob, kill: bool = False, how: str = "",
+             in_flight: list | None = None) -> None:
+        """The actor is gone for good (killed, crashed out of restarts, constructor failed):
+        fail every call it owed."""
         if blob is None:
+            restarts = f" after {actor.restarts} restart(s)" if actor.restarts else ""
             blob = dumps_plain(ActorDiedError(
-                f"The actor {actor.class_name} died unexpectedly: its worker {how}",
+                f"The actor {actor.class_name} died unexpectedly{restarts}: its worker {how}",
                 actor.actor_id.hex()))
         if actor.state != "dead":
             self._mark_dead(actor, blob)
         worker = actor.worker
         self._fail_pending(actor)
+        for task in in_flight or ():
+            self.head.tasks.complete_all(task, 1, None, actor.death_blob)
         if worker is not None:
             for task in list(worker.calls.values()):
                 self.head.tasks.complete_all(task, 1, None, actor.death_blob)
@@ -229,6 +260,14 @@ class ActorManager:
     def _mark_dead(self, actor: ActorRecord, blob) -> None:
         actor.state = "dead"
         actor.death_blob = blob
+        self._release_args(actor)
+        self.notify_exit(actor, "dead")
+        for child in [a for a in self.actors.values()
+                      if a.supervisor == actor.actor_id and a.state != "dead"]:
+            # Children die with their supervisor, as in OTP.
+            self.died(child, dumps_plain(ActorDiedError(
+                f"The actor {child.class_name} was stopped: its supervisor died",
+                child.actor_id.hex())), kill=True)
         if actor.name is not None and self.names.get((actor.namespace, actor.name)) == \
                 actor.actor_id:
             del self.names[(actor.namespace, actor.name)]
@@ -245,5 +284,98 @@ class ActorManager:
         create = actor.create
         if create.acquired:
             self.head.tasks.release_resources(create)
-        self.died(actor, None if actor.state != "dead" else actor.death_blob, how=how)
         actor.worker = None
+        in_flight = list(worker.calls.values())
+        worker.calls.clear()
+        if actor.state == "dead":
+            self.died(actor, actor.death_blob, in_flight=in_flight)
+        elif actor.state == "stopping":  # its supervisor restarts it with its siblings
+            self._requeue_calls(actor, in_flight, how)
+            self.restart(actor)
+        elif actor.supervisor is not None:
+            self._hold_for_supervisor(actor, in_flight, how)
+        elif self._may_restart(actor):
+            self._requeue_calls(actor, in_flight, how)
+            self.restart(actor)
+        else:
+            self.died(actor, None, how=how, in_flight=in_flight)
+
+    def _may_restart(self, actor: ActorRecord) -> bool:
+        return actor.max_restarts < 0 or actor.restarts < actor.max_restarts
+
+    def _requeue_calls(self, actor: ActorRecord, in_flight: list, how: str) -> None:
+        """Calls the dead process owed: retried on the next incarnation while
+        max_task_retries allows, else they fail with ActorUnavailableError (Ray's rule)."""
+        retry = []
+        tasks = self.head.tasks
+        for task in in_flight:
+            if task.retries_left != 0:
+                if task.retries_left > 0:
+                    task.retries_left -= 1
+                task.state = "queued"
+                task.worker = None
+                retry.append(task)
+            else:
+                tasks.complete_all(task, Status.ERROR, None, dumps_plain(ActorUnavailableError(
+                    f"The actor {actor.class_name} is unavailable: its worker {how} while "
+                    f"running {task.spec[S.NAME]}, which may or may not have run. The actor "
+                    "is restarting; set max_task_retries to retry such calls.",
+                    actor.actor_id.hex())))
+        actor.pending.extendleft(reversed(retry))
+
+    def restart(self, actor: ActorRecord) -> None:
+        """Rebuild the actor in place (same id, same handles) from its constructor."""
+        actor.restarts += 1
+        actor.state = "restarting"
+        create = actor.create
+        create.state = "queued"
+        create.worker = None
+        create.node = None
+        create.assigned = None
+        self.head.scheduler.enqueue(create)
+
+    # -- supervision -------------------------------------------------------------------------
+
+    def _hold_for_supervisor(self, actor: ActorRecord, in_flight: list, how: str) -> None:
+        """A supervised actor's process died: its calls wait while its supervisor decides."""
+        actor.state = "stopped"
+        self._requeue_calls(actor, in_flight, how)
+        self.notify_exit(actor, how)
+
+    def supervisor_restart(self, actor_id: bytes) -> bool:
+        actor = self.actors.get(actor_id)
+        if actor is None or actor.state == "dead":
+            return False
+        if actor.state == "stopped":
+            self.restart(actor)
+            return True
+        if actor.worker is not None:  # alive: a one_for_all/rest_for_one sibling restart
+            actor.state = "stopping"
+            self.head.kill_worker(actor.worker, signal.SIGKILL)
+            actor.worker.exiting = True
+        return True
+
+    def notify_exit(self, actor: ActorRecord, how: str) -> None:
+        watchers = actor.exit_watchers
+        if not watchers:
+            return
+        actor.exit_watchers = None
+        for key, req_id in watchers:
+            client = self.head.clients.get(key)
+            if client is not None:
+                self.head.send(client.inbox, encode(
+                    Msg.REPLY, req_id, True, [actor.actor_id, actor.state, how]))
+
+    def watch_exit(self, client: Client, req_id: int, actor_id: bytes) -> bool:
+        """Reply to ``req_id`` when the actor's process next dies; False if it is dead."""
+        actor = self.actors.get(actor_id)
+        if actor is None or actor.state == "dead":
+            return False
+        if actor.state == "stopped":
+            self.head.send(client.inbox, encode(
+                Msg.REPLY, req_id, True, [actor.actor_id, actor.state, "stopped"]))
+            return True
+        if actor.exit_watchers is None:
+            actor.exit_watchers = []
+        actor.exit_watchers.append((client.key, req_id))
+        return True

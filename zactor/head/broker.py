@@ -22,7 +22,9 @@ import zmq
 
 from zactor import config
 from zactor._process import describe_exit, pidfd, remove_tree
+from zactor._serialization import dumps_plain
 from zactor._transport import recv_parts, router, send_routed
+from zactor.exceptions import ObjectLostError
 from zactor.head.actors import ActorManager
 from zactor.head.objects import ObjectDirectory
 from zactor.head.records import Client, Worker
@@ -65,6 +67,8 @@ class Broker:
             Msg.LOG: self.on_log,
             Msg.ACTOR_READY: self.on_actor_ready,
             Msg.GOODBYE: self.on_goodbye,
+            Msg.CHECKPOINT: self.on_checkpoint,
+            Msg.LOST: self.on_lost,
         }
         if agent is not None:
             node = Node(agent.node_id, agent, agent.resources, agent.info)
@@ -307,24 +311,29 @@ class Broker:
                            contained_actors, node)
 
     def on_subscribe(self, client: Client, fields: list, _frames) -> None:
-        entries = self.objects.entries
         for oid in fields[0]:
-            entry = entries.get(oid)
-            if entry is None:
-                from zactor._serialization import dumps_plain
-                from zactor.exceptions import ObjectLostError
+            self.subscribe(client, oid)
 
-                blob = dumps_plain(ObjectLostError(
-                    f"Object {oid.hex()} does not exist any more (all references to it were "
-                    "released, or it was never created in this cluster)"))
-                self.send(client.inbox, encode(Msg.OBJECT, oid, 1, None), (blob,))
-            elif entry.status is not None:
-                self.send(client.inbox, encode(Msg.OBJECT, oid, entry.status, entry.loc),
-                          (entry.blob,) if entry.loc is None else ())
-            elif entry.subscribers is None:
-                entry.subscribers = [client.key]
-            else:
-                entry.subscribers.append(client.key)
+    def subscribe(self, client: Client, oid: bytes) -> None:
+        """Send ``client`` the object's value now if it is ready, else when it is."""
+        entry = self.objects.entries.get(oid)
+        if entry is None:
+            self.send_error_object(client, oid, ObjectLostError(
+                f"Object {oid.hex()} does not exist any more (all references to it were "
+                "released, or it was never created in this cluster)"))
+        elif entry.status is not None:
+            self.send(client.inbox, encode(Msg.OBJECT, oid, entry.status, entry.loc),
+                      (entry.blob,) if entry.loc is None else ())
+        elif entry.subscribers is None:
+            entry.subscribers = [client.key]
+        elif client.key not in entry.subscribers:
+            entry.subscribers.append(client.key)
+
+    def send_error_object(self, client: Client, oid: bytes, exc: Exception) -> None:
+        self.send(client.inbox, encode(Msg.OBJECT, oid, 1, None), (dumps_plain(exc),))
+
+    def on_lost(self, client: Client, fields: list, _frames) -> None:
+        self.tasks.object_lost(client, fields[0])
 
     def on_refs(self, client: Client, fields: list, _frames) -> None:
         oadd, odel, aadd, adel = fields
@@ -375,6 +384,9 @@ class Broker:
             raise ProtocolError("ACTOR_READY from a driver")
         self.actors.ready(client.worker, actor_id, bool(failed), frames[0] if failed else None)
 
+    def on_checkpoint(self, client: Client, fields: list, frames: list) -> None:
+        self.actors.save_checkpoint(fields[0], frames[0])
+
     def on_log(self, client: Client, fields: list, _frames) -> None:
         header = encode(Msg.LOG, *fields)
         for key in self.drivers:
@@ -382,6 +394,10 @@ class Broker:
 
     def on_request(self, client: Client, fields: list, _frames) -> None:
         req_id, what, args = fields
+        if what == "watch_actor":  # answered when the actor's process next dies
+            if self.actors.watch_exit(client, req_id, args):
+                return
+            what = "actor_is_dead"
         try:
             value = self._answer(client, what, args)
             ok = True
@@ -423,6 +439,13 @@ class Broker:
                     "actors": sum(1 for a in self.actors.actors.values() if a.state != "dead")}
         if what == "worker_pids":
             return sorted(self.workers_by_pid)
+        if what == "actor_is_dead":
+            return [args, "dead", "dead"]
+        if what == "restart_actor":
+            return self.actors.supervisor_restart(args)
+        if what == "actor_state":
+            actor = self.actors.actors.get(args)
+            return [actor.state, actor.restarts] if actor else ["dead", 0]
         raise ValueError(f"unknown request {what!r}")
 
     # -- shutdown ----------------------------------------------------------------------------

@@ -41,6 +41,8 @@ class ObjectDirectory:
         self.entries: dict[bytes, ObjectEntry] = {}
         self._on_free_file = on_free_file
         self._on_release_actor = on_release_actor
+        #: Called with the id of each freed object while any task's lineage is kept.
+        self.on_freed: Callable[[bytes], None] | None = None
         self.freed_count = 0
 
     def create(self, object_id: bytes, owner: bytes | None, holds: dict | None) -> ObjectEntry:
@@ -121,3 +123,18 @@ class ObjectDirectory:
             self.release(inner)
         for actor_id in entry.contained_actors:
             self._on_release_actor(actor_id)
+        if self.on_freed is not None:
+            self.on_freed(object_id)
+
+    def reset(self, object_id: bytes) -> ObjectEntry | None:
+        """Make a ready object pending again, to be rebuilt; its old file is freed."""
+        entry = self.entries.get(object_id)
+        if entry is None or entry.status is None:
+            return entry
+        if entry.loc is not None:
+            self._on_free_file(entry.node, entry.loc[0])
+        for inner in entry.contained:
+            self.release(inner)
+        entry.status = entry.loc = entry.blob = None
+        entry.contained = ()
+        return entry

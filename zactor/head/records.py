@@ -72,7 +72,9 @@ class TaskRecord:
 
 class ActorRecord:
     __slots__ = ("actor_id", "create", "name", "namespace", "detached", "worker", "state",
-                 "pending", "refs", "death_blob", "options", "class_name", "hold_acquired")
+                 "pending", "refs", "death_blob", "options", "class_name", "args_pinned",
+                 "max_restarts", "max_task_retries", "restarts", "checkpoint", "supervisor",
+                 "exit_watchers", "restart_at")
 
     def __init__(self, actor_id: bytes, create: TaskRecord, options: dict) -> None:
         self.actor_id = actor_id
@@ -83,8 +85,17 @@ class ActorRecord:
         self.detached = options.get("lifetime") == "detached"
         self.class_name = options.get("class_name", "Actor")
         self.worker: Worker | None = None
-        self.state = "pending"  # pending -> alive -> dead
-        self.pending: collections.deque = collections.deque()  # calls before placement
+        # pending -> alive -> (restarting -> alive)* -> dead; "stopped" is a supervised actor
+        # whose process died, held until its supervisor restarts or ends it.
+        self.state = "pending"
+        self.pending: collections.deque = collections.deque()  # calls before (re)placement
         self.refs = 0
         self.death_blob: bytes | None = None
-        self.hold_acquired = False
+        self.args_pinned = True  # the constructor's arguments, kept for restarts
+        self.max_restarts: int = options.get("max_restarts") or 0
+        self.max_task_retries: int = options.get("max_task_retries") or 0
+        self.restarts = 0
+        self.checkpoint: bytes | None = None  # last state from __zactor_checkpoint__
+        self.supervisor: bytes | None = options.get("supervisor")
+        self.exit_watchers: list | None = None  # (client key, request id) told of a death
+        self.restart_at = 0.0

@@ -9,6 +9,7 @@ order.
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING
 
 from zactor import _ids
@@ -31,6 +32,9 @@ class TaskManager:
         self.tasks: dict[bytes, TaskRecord] = {}
         self.children: dict[bytes, set[bytes]] = {}
         self.functions: dict[bytes, bytes] = {}
+        # Finished tasks kept (with their arguments pinned) because an object they made lives
+        # only in a file that could be lost: they can run again to rebuild it.
+        self.lineage: dict[bytes, TaskRecord] = {}
 
     # -- submission --------------------------------------------------------------------------
 
@@ -141,6 +145,8 @@ class TaskManager:
             worker.client.namespace = namespace
             gpus = task.assigned.get("GPU", []) if task.assigned else []
             placement = (task.hold, gpus, namespace)
+            if spec[S.KIND] == TaskKind.ACTOR_CREATE:
+                placement += self.head.actors.placement_extra(spec[S.ACTOR_ID])
         self.head.send(worker.client.inbox, encode(Msg.EXECUTE, spec, deps, with_fn,
                                                    placement), frames)
 
@@ -212,7 +218,15 @@ class TaskManager:
                 blob = blobs[i]
                 i += 1
             deliver(oid, status, loc, blob, contained, contained_actors, node)
+            if loc is not None and task.retries_left != 0 and \
+                    task.spec[S.KIND] == TaskKind.TASK:
+                self._keep_lineage(task)
         self.finish(task)
+
+    def _keep_lineage(self, task: TaskRecord) -> None:
+        if task.task_id not in self.lineage:
+            self.lineage[task.task_id] = task
+            self.objects.on_freed = self._freed
 
     def complete_all(self, task: TaskRecord, status: int, loc, blob) -> None:
         """End ``task`` with one value (an error) for all of its returns."""
@@ -237,7 +251,58 @@ class TaskManager:
                 kids.discard(task.task_id)
                 if not kids:
                     del self.children[task.parent]
-        self.unpin_args(task)
+        if task.task_id not in self.lineage:
+            self.unpin_args(task)
+
+    def _freed(self, oid: bytes) -> None:
+        task = self.lineage.get(oid[:16])
+        if task is None:
+            return
+        entries = self.objects.entries
+        if not any(rid in entries for rid in task.return_ids):
+            del self.lineage[task.task_id]
+            self.unpin_args(task)
+            if not self.lineage:
+                self.objects.on_freed = None
+
+    def object_lost(self, client, oid: bytes) -> None:
+        """A client found the file of ``oid`` gone: rebuild it from its lineage, or say why
+        it cannot be."""
+        entry = self.objects.entries.get(oid)
+        if entry is None:
+            self.head.send_error_object(client, oid, ObjectLostError(
+                f"Object {oid.hex()} is lost: it was freed, or never existed here"))
+            return
+        subscribe = self.head.subscribe
+        if entry.status is None or entry.loc is None or os.path.exists(entry.loc[0]):
+            subscribe(client, oid)  # being rebuilt already, or not lost after all
+            return
+        task = self.lineage.get(oid[:16])
+        if _ids.is_put(oid):
+            why = "it was created by put(), and put objects cannot be reconstructed"
+        elif task is None:
+            why = "the task that made it cannot be re-run (max_retries=0)"
+        elif task.retries_left == 0:
+            why = "the task that made it has no retries left"
+        else:
+            why = None
+        if why is not None:
+            self.objects.reset(oid)
+            self.deliver(oid, Status.ERROR, None, dumps_plain(ObjectLostError(
+                f"Object {oid.hex()} is lost (its file is gone) and {why}")), (), (), None)
+            subscribe(client, oid)
+            return
+        if task.retries_left > 0:
+            task.retries_left -= 1
+        log.info("rebuilding lost object %s by re-running %s", oid.hex(), task.spec[S.NAME])
+        for rid in task.return_ids:
+            self.objects.reset(rid)
+        subscribe(client, oid)
+        task.state = "waiting"
+        task.waiting = 0
+        task.worker = None
+        self.tasks[task.task_id] = task
+        self.wait_for_deps(task)
 
     def deliver(self, oid: bytes, status: int, loc, blob, contained, contained_actors,
                 node) -> None:

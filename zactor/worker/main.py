@@ -74,6 +74,8 @@ class WorkerRuntime:
         self.in_flight = 0
         self.in_flight_done = threading.Condition()
         self.actor_placement: tuple | None = None
+        self.restarts = 0  # how often this actor was rebuilt before this incarnation
+        self.checkpointing = False  # the actor defines __zactor_checkpoint__
         self.actor_meta: dict | None = None
         self.core = CoreClient(cfg["address"], "worker", node_id=self.node_id,
                                on_task=self._on_message, io_thread=False)
@@ -320,6 +322,11 @@ class WorkerRuntime:
                 raise ValueError(f"Task {spec[S.NAME]} has num_returns={n} but returned {got}")
         results = []
         blobs = []
+        if self.checkpointing and spec[S.KIND] == TaskKind.ACTOR_CALL:
+            # Saved before the result leaves, so a result the caller saw is never lost to
+            # a restart.
+            state = _serialization.serialize(self.instance.__zactor_checkpoint__()).to_blob()
+            self.core.send(encode(Msg.CHECKPOINT, self.actor_id), (state,))
         for oid, value in zip(return_ids(task_id, n), values, strict=False):
             try:
                 ser = _serialization.serialize(value)
@@ -377,10 +384,15 @@ class WorkerRuntime:
         self.context.name = f"{self.actor_name}.__init__"
         try:
             args, kwargs, keep = self.resolve_args(spec, fields, frames)
-            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, fields[3][1]))
-            self.context.placement = self.actor_placement = fields[3]
-            self.instance = cls(*args, **kwargs)
+            placement = fields[3]
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, placement[1]))
+            self.context.placement = self.actor_placement = placement
+            self.restarts, checkpoint = placement[3], placement[4]
+            self.instance = instance = cls(*args, **kwargs)
             del keep
+            if checkpoint is not None and hasattr(instance, "__zactor_restore__"):
+                instance.__zactor_restore__(_serialization.loads(checkpoint))
+            self.checkpointing = hasattr(instance, "__zactor_checkpoint__")
         except BaseException as exc:  # noqa: BLE001
             import traceback
 
