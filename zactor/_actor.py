@@ -121,6 +121,7 @@ class ActorClass:
             "max_concurrency": options.get("max_concurrency"), "is_async": meta["is_async"],
             "max_restarts": options.get("max_restarts") or 0,
             "max_task_retries": options.get("max_task_retries") or 0,
+            "supervisor": options.get("_supervisor"),
         }
         spec = [_ids.new_task_id(), TaskKind.ACTOR_CREATE, f"{self.__name__}.__init__",
                 self._exported.hash, 0, hold, 0, False, None, None, None, actor_id, None,

@@ -18,7 +18,7 @@ ACTOR_OPTIONS = frozenset({
     "num_cpus", "num_gpus", "resources", "memory", "name", "namespace", "lifetime",
     "max_restarts", "max_task_retries", "max_concurrency", "get_if_exists",
     "scheduling_strategy", "runtime_env", "max_pending_calls", "enable_task_events",
-    "_metadata",
+    "_metadata", "_supervisor",
 })
 METHOD_OPTIONS = frozenset({"num_returns", "name", "max_task_retries", "retry_exceptions",
                             "enable_task_events", "concurrency_group"})

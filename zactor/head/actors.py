@@ -262,9 +262,12 @@ class ActorManager:
         actor.death_blob = blob
         self._release_args(actor)
         self.notify_exit(actor, "dead")
+        self._stop_children(actor)
+
+    def _stop_children(self, actor: ActorRecord) -> None:
+        """Children die with their supervisor, as in OTP."""
         for child in [a for a in self.actors.values()
                       if a.supervisor == actor.actor_id and a.state != "dead"]:
-            # Children die with their supervisor, as in OTP.
             self.died(child, dumps_plain(ActorDiedError(
                 f"The actor {child.class_name} was stopped: its supervisor died",
                 child.actor_id.hex())), kill=True)
@@ -340,6 +343,7 @@ class ActorManager:
         """A supervised actor's process died: its calls wait while its supervisor decides."""
         actor.state = "stopped"
         self._requeue_calls(actor, in_flight, how)
+        self._stop_children(actor)  # a supervisor's restart starts its subtree afresh
         self.notify_exit(actor, how)
 
     def supervisor_restart(self, actor_id: bytes) -> bool:
@@ -348,11 +352,11 @@ class ActorManager:
             return False
         if actor.state == "stopped":
             self.restart(actor)
-            return True
-        if actor.worker is not None:  # alive: a one_for_all/rest_for_one sibling restart
+        elif actor.state == "alive" and actor.worker is not None:
+            # A one_for_all / rest_for_one sibling: its process goes, then it is rebuilt.
             actor.state = "stopping"
             self.head.kill_worker(actor.worker, signal.SIGKILL)
-            actor.worker.exiting = True
+        # pending, restarting, stopping: already on its way to a fresh start
         return True
 
     def notify_exit(self, actor: ActorRecord, how: str) -> None:

@@ -244,7 +244,9 @@ class Broker:
             pass
         how = describe_exit(exitcode, sig)
         if not worker.exiting:
-            log.warning("worker pid %d %s", pid, how)
+            # INFO, not WARNING: what it means for the user's work (a retry, a restart, an
+            # error naming the exit code) reaches the user through that work.
+            log.info("worker pid %d %s", pid, how)
         self.tasks.worker_died(worker, how)
         self.actors.worker_gone(worker, how)
         self.drop_client(worker.client)
