@@ -54,6 +54,8 @@ WORKLOADS: dict[str, tuple[str, str]] = {
     "small_put_get_per_s": ("1/s", "rate"),
     "large_put_gb_per_s": ("GB/s", "rate"),
     "zero_copy_get_400mb_ms": ("ms", "cost"),
+    "worker_death_detect_ms": ("ms", "cost"),
+    "actor_restart_ms": ("ms", "cost"),
 }
 PROBE_ROWS = ("startup_to_first_result_s", "idle_memory_mb")
 
@@ -104,6 +106,18 @@ def _noop():
 class _NoopActor:
     def ping(self):
         return None
+
+
+def _pid_then_sleep(path):
+    with open(path + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.rename(path + ".tmp", path)
+    time.sleep(120)
+
+
+class _RestartableActor:
+    def pid(self):
+        return os.getpid()
 
 
 def _log(msg: str) -> None:
@@ -406,6 +420,44 @@ class Session:
             del ref
             time.sleep(0.2)  # let the store release the previous copy
         return statistics.median(samples), {"samples": samples, "bytes": arr.nbytes}
+
+    def worker_death_detect_ms(self):
+        """SIGKILL the worker of a running task (max_retries=0): time until get() raises."""
+        f = self.ray.remote(_pid_then_sleep).options(max_retries=0)
+        samples = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for i in range(3 if self.cfg.quick else 10):
+                path = os.path.join(tmp, f"pid{i}")
+                ref = f.remote(path)
+                deadline = time.monotonic() + 30
+                while not os.path.exists(path) and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                with open(path) as fh:
+                    pid = int(fh.read())
+                t0 = time.perf_counter()
+                os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(Exception):
+                    self.ray.get(ref, timeout=60)
+                samples.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(samples), {"samples": samples, "worst_ms": max(samples)}
+
+    def actor_restart_ms(self):
+        """SIGKILL an actor (max_restarts=-1): time until a call answers from the new one."""
+        a = self.ray.remote(_RestartableActor).options(max_restarts=-1).remote()
+        samples = []
+        for _ in range(3 if self.cfg.quick else 10):
+            pid = self.ray.get(a.pid.remote())
+            t0 = time.perf_counter()
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if self.ray.get(a.pid.remote(), timeout=30) != pid:
+                        break
+                except Exception:  # unavailable while it restarts: ask again
+                    time.sleep(0.001)
+            samples.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(samples), {"samples": samples, "worst_ms": max(samples)}
 
     def zero_copy_get_400mb_ms(self):
         import numpy as np

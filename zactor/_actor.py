@@ -194,7 +194,9 @@ class ActorHandle:
         core = get_core()
         task_id = _ids.new_task_id()
         name = options.get("name") or f"{self._meta['class_name']}.{method_name}"
-        spec = [task_id, TaskKind.ACTOR_CALL, name, None, num_returns, {}, 0, False, None,
+        # max_retries slot: a per-method max_task_retries, or None for the actor's own.
+        spec = [task_id, TaskKind.ACTOR_CALL, name, None, num_returns, {},
+                options.get("max_task_retries"), False, None,
                 None, None, self._actor_id, method_name, parent_task_id(), False, None, False]
         rids = _ids.return_ids(task_id, num_returns)
         refs = [ObjectRef(oid) for oid in rids]

@@ -167,7 +167,7 @@ class ActorManager:
         if not tasks.pin_args(task):
             return
         actor = self.actors.get(spec[S.ACTOR_ID])
-        if actor is not None:
+        if actor is not None and spec[S.MAX_RETRIES] is None:
             task.retries_left = actor.max_task_retries
         if actor is None:
             tasks.complete_all(task, 1, None, dumps_plain(ActorDiedError(
