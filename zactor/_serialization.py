@@ -99,9 +99,14 @@ class Serialized:
         return body
 
     def to_file(self, path: str) -> int:
-        """Write the layout to a new file at ``path`` (mode 0600); return its size."""
+        """Write the layout to a file at ``path`` (mode 0600); return its size.
+
+        Written under a temporary name and renamed into place, so no reader ever maps a
+        half-written file, and a re-run of the task that made it (a retry, a rebuild from
+        lineage) replaces it atomically while earlier readers keep their mapping."""
         header, pieces = self._layout()
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
         try:
             _write_all(fd, header)
             pos = len(header)
@@ -111,8 +116,12 @@ class Serialized:
                 view = memoryview(data).cast("B")
                 _write_all(fd, view)
                 pos = off + view.nbytes
-        finally:
+        except BaseException:
             os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        os.rename(tmp, path)
         return pos
 
 

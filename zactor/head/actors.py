@@ -174,7 +174,7 @@ class ActorManager:
                 f"Cannot call {spec[S.NAME]}: the actor is unknown to this cluster")))
         elif actor.state == "dead":
             tasks.complete_all(task, 1, None, actor.death_blob)
-        elif actor.worker is None:
+        elif actor.worker is None or actor.state == "stopping":
             task.state = "queued"
             actor.pending.append(task)
         else:
@@ -190,8 +190,10 @@ class ActorManager:
     def resubmit(self, task: TaskRecord) -> None:
         actor = self.actors.get(task.spec[S.ACTOR_ID])
         if actor is None or actor.state == "dead":
-            self.head.tasks.complete_all(task, 1, None, actor.death_blob if actor else None)
-        elif actor.worker is None:
+            blob = actor.death_blob if actor else dumps_plain(ActorDiedError(
+                f"Cannot call {task.spec[S.NAME]}: the actor is unknown to this cluster"))
+            self.head.tasks.complete_all(task, 1, None, blob)
+        elif actor.worker is None or actor.state == "stopping":
             task.state = "queued"
             actor.pending.append(task)
         else:
@@ -210,9 +212,9 @@ class ActorManager:
         if actor is None or actor.state == "dead":
             return
         if not no_restart and actor.worker is not None and self._may_restart(actor):
-            # Its process goes; worker_gone restarts it as after any crash.
+            # Its process goes and worker_gone rebuilds it; calls from now on wait for that.
+            actor.state = "stopping"
             self.head.kill_worker(actor.worker, signal.SIGKILL)
-            actor.worker.exiting = False
             return
         self.died(actor, dumps_plain(ActorDiedError(
             f"The actor {actor.class_name} was killed by zactor.kill()", actor_id.hex())),

@@ -93,8 +93,7 @@ class ObjectDirectory:
         if entry is None:
             entry = self.entries[object_id] = ObjectEntry(None)
         elif entry.ready:
-            if loc is not None:  # the duplicate's file is not needed
-                self._on_free_file(node, loc[0])
+            self.discard_file(object_id, node, loc)  # a duplicate: its file is not needed
             return None
         entry.status = status
         entry.loc = loc
@@ -126,13 +125,22 @@ class ObjectDirectory:
         if self.on_freed is not None:
             self.on_freed(object_id)
 
+    def discard_file(self, object_id: bytes, node, loc) -> None:
+        """Free a result file nobody will read, unless it is (by name) the live value's:
+        every attempt of a task writes its result to the same path, replacing the file."""
+        if loc is None:
+            return
+        entry = self.entries.get(object_id)
+        if entry is not None and entry.loc is not None and entry.loc[0] == loc[0]:
+            return
+        self._on_free_file(node, loc[0])
+
     def reset(self, object_id: bytes) -> ObjectEntry | None:
-        """Make a ready object pending again, to be rebuilt; its old file is freed."""
+        """Make a ready object pending again, to be rebuilt. Its file (if it still exists)
+        is left alone: the rebuilt value replaces it under the same name."""
         entry = self.entries.get(object_id)
         if entry is None or entry.status is None:
             return entry
-        if entry.loc is not None:
-            self._on_free_file(entry.node, entry.loc[0])
         for inner in entry.contained:
             self.release(inner)
         entry.status = entry.loc = entry.blob = None

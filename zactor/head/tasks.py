@@ -198,8 +198,7 @@ class TaskManager:
 
     def _discard_results(self, results: list, node) -> None:
         for r in results:
-            if r[2] is not None:
-                self.head.free_file(node, r[2][0])
+            self.objects.discard_file(r[0], node, r[2])
 
     def retry(self, task: TaskRecord) -> None:
         task.worker = None
