@@ -1,0 +1,179 @@
+"""Lineage: an object whose only copy is lost is rebuilt by re-running the task that made it.
+
+The copy is lost by deleting its file, ``/dev/shm/zactor-<session>/<ref.hex()>``, once
+``zactor.wait`` says the object is ready and before anyone read it (a reader may keep what it
+read in memory). Results are large (8 MB) so that they live in such a file. Attempts are
+counted in a file, one line per run.
+"""
+
+from __future__ import annotations
+
+import gc
+import glob
+import os
+
+import numpy as np
+import pytest
+from remote_helpers import wait_until
+
+import zactor
+from zactor.exceptions import ObjectLostError
+
+pytestmark = pytest.mark.usefixtures("cluster")
+
+N = 1_000_000  # float64: 8 MB, far above the inline threshold
+
+
+def record_attempt(path: str) -> int:
+    with open(path, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    return attempts_in(path)
+
+
+def attempts_in(path) -> int:
+    try:
+        with open(path) as f:
+            return len(f.read().split())
+    except FileNotFoundError:
+        return 0
+
+
+@zactor.remote
+def make_big(path: str, fill: float = 1.0):
+    record_attempt(path)
+    return np.full(N, fill)
+
+
+@zactor.remote
+def plus_one(path: str, array):
+    record_attempt(path)
+    return array + 1
+
+
+@zactor.remote
+def total(array):
+    return float(array.sum())
+
+
+def object_file(ref) -> str:
+    """The path of ``ref``'s file in the store; fails the test if there is not exactly one."""
+    paths = glob.glob(f"/dev/shm/zactor-*/{ref.hex()}")
+    assert len(paths) == 1, f"expected one store file for {ref.hex()}, found {paths}"
+    return paths[0]
+
+
+def lose(ref) -> None:
+    """Wait until ``ref`` is ready, then delete its only copy."""
+    ready, _ = zactor.wait([ref], num_returns=1, timeout=60)
+    assert ready == [ref], "the object was not ready in time"
+    path = wait_until(lambda: glob.glob(f"/dev/shm/zactor-*/{ref.hex()}"), timeout=10,
+                      message=f"store file of {ref.hex()}")
+    assert len(path) == 1
+    os.unlink(path[0])
+
+
+@pytest.mark.timeout(90)
+def test_lost_task_result_is_rebuilt_by_rerunning_its_task(tmp_path):
+    attempts = tmp_path / "attempts"
+    ref = make_big.remote(str(attempts), 2.0)
+    lose(ref)
+    assert attempts_in(attempts) == 1
+    value = zactor.get(ref, timeout=60)
+    assert value.shape == (N,) and float(value.sum()) == 2.0 * N
+    assert attempts_in(attempts) == 2, "the task that made the object ran again"
+
+
+@pytest.mark.timeout(90)
+def test_lost_argument_of_a_new_task_is_rebuilt(tmp_path):
+    attempts = tmp_path / "attempts"
+    ref = make_big.remote(str(attempts))
+    lose(ref)
+    assert zactor.get(total.remote(ref), timeout=60) == float(N)
+    assert attempts_in(attempts) == 2
+
+
+@pytest.mark.timeout(90)
+def test_rebuilding_is_recursive_when_the_argument_was_lost_too(tmp_path):
+    made, plussed = tmp_path / "made", tmp_path / "plussed"
+    base = make_big.remote(str(made))
+    derived = plus_one.remote(str(plussed), base)
+    lose(base)
+    lose(derived)
+    value = zactor.get(derived, timeout=60)
+    assert float(value.sum()) == 2.0 * N
+    assert attempts_in(plussed) == 2
+    assert attempts_in(made) == 2, "the lost argument was rebuilt first"
+
+
+@pytest.mark.timeout(90)
+def test_lineage_outlives_the_driver_dropping_an_intermediate_ref(tmp_path):
+    made, plussed = tmp_path / "made", tmp_path / "plussed"
+    base = make_big.remote(str(made))
+    derived = plus_one.remote(str(plussed), base)
+    ready, _ = zactor.wait([derived], num_returns=1, timeout=60)
+    assert ready == [derived]
+    base_hex = base.hex()
+    del base
+    gc.collect()
+    # Nobody holds the intermediate object now: whether or not the store freed it already,
+    # its copy goes away, and then the result is lost too.
+    for path in glob.glob(f"/dev/shm/zactor-*/{base_hex}"):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+    lose(derived)
+    assert float(zactor.get(derived, timeout=60).sum()) == 2.0 * N
+    assert attempts_in(made) == 2 and attempts_in(plussed) == 2
+
+
+@pytest.mark.timeout(90)
+def test_lost_object_of_a_task_without_retries_raises_object_lost_error(tmp_path):
+    attempts = tmp_path / "attempts"
+    ref = make_big.options(max_retries=0).remote(str(attempts))
+    lose(ref)
+    with pytest.raises(ObjectLostError):
+        zactor.get(ref, timeout=60)
+    assert attempts_in(attempts) == 1, "a task with max_retries=0 is not re-run"
+    assert zactor.get(total.remote(zactor.put(np.ones(10))), timeout=30) == 10.0
+
+
+@pytest.mark.timeout(90)
+def test_task_depending_on_a_lost_unrebuildable_object_raises_object_lost_error(tmp_path):
+    attempts = tmp_path / "attempts"
+    ref = make_big.options(max_retries=0).remote(str(attempts))
+    lose(ref)
+    with pytest.raises(ObjectLostError):
+        zactor.get(total.remote(ref), timeout=60)
+    assert attempts_in(attempts) == 1
+
+
+@pytest.mark.timeout(90)
+def test_lost_put_object_cannot_be_rebuilt_and_the_error_says_it_came_from_put():
+    ref = zactor.put(np.ones(N))
+    lose(ref)
+    # A worker has never read it, so it must go to the store: the only copy is gone.
+    with pytest.raises(ObjectLostError) as info:
+        zactor.get(total.remote(ref), timeout=60)
+    assert "put" in str(info.value)
+    # Other objects and tasks are not disturbed.
+    assert zactor.get(total.remote(zactor.put(np.ones(N))), timeout=60) == float(N)
+
+
+@pytest.mark.timeout(90)
+def test_lost_put_object_read_by_the_driver_raises_object_lost_error():
+    ref = zactor.put(np.ones(N))
+    lose(ref)
+    with pytest.raises(ObjectLostError) as info:
+        zactor.get(ref, timeout=60)
+    assert "put" in str(info.value)
+
+
+@pytest.mark.timeout(120)
+def test_many_lost_results_are_each_rebuilt_once(tmp_path):
+    refs = [make_big.remote(str(tmp_path / f"a{i}"), float(i)) for i in range(4)]
+    for ref in refs:
+        lose(ref)
+    values = zactor.get(refs, timeout=90)
+    assert [float(v[0]) for v in values] == [0.0, 1.0, 2.0, 3.0]
+    assert [attempts_in(tmp_path / f"a{i}") for i in range(4)] == [2, 2, 2, 2]
