@@ -95,9 +95,9 @@ def test_tasks_and_actors_stay_correct_while_workers_are_killed():
     actors = [Tally.remote() for _ in range(NUM_ACTORS)]
     actor_pids = zactor.get([a.pid.remote() for a in actors], timeout=60)
     assert len(set(actor_pids)) == NUM_ACTORS
-    pool_size = wait_until(lambda: len(zactor.testing.worker_pids()) >= 2 + NUM_ACTORS
-                           and len(zactor.testing.worker_pids()), timeout=30,
-                           message="task workers and actors all up")
+    pool_size = 2 + NUM_ACTORS  # the task workers (num_cpus=2) and one process per actor
+    wait_until(lambda: len(zactor.testing.worker_pids()) >= pool_size, timeout=30,
+               message="task workers and actors all up")
 
     killer = Killer(KILL_FOR_S)
     rounds = 0
@@ -145,7 +145,8 @@ def test_tasks_and_actors_stay_correct_while_workers_are_killed():
 
     # Afterwards the cluster is whole again: as many workers as before, and work runs.
     healing = time.monotonic()
-    wait_until(lambda: len(zactor.testing.worker_pids()) == pool_size, timeout=30,
+    # (At least: the pool may keep a spare idle worker for a while.)
+    wait_until(lambda: len(zactor.testing.worker_pids()) >= pool_size, timeout=30,
                interval=0.1, message=f"{pool_size} workers again after the chaos")
     assert zactor.get([square.remote(i) for i in range(10)], timeout=30) == \
         [i * i for i in range(10)]

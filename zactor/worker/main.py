@@ -286,11 +286,7 @@ class WorkerRuntime:
             self.send_error(spec, TaskCancelledError(f"Task {spec[S.NAME]} was cancelled"))
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
             self.current = None
-            if isinstance(exc, (SystemExit, KeyboardInterrupt)) and spec[S.KIND] == \
-                    TaskKind.TASK:
-                self.send_error(spec, exc)
-            else:
-                self.send_error(spec, exc)
+            self.send_error(spec, exc)
         finally:
             self.current = None
             ctx.task_id = None
