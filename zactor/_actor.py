@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from zactor import _ids, _options, _refs, _serialization
+from zactor import _ids, _options, _refs, _serialization, _state
 from zactor._object_ref import ObjectRef
 from zactor._submit import Exported, parent_task_id, submit
 from zactor.protocol import TaskKind
 
 _events = _refs.tracker.actor_events
 _BUILTIN_METHODS = {"__ray_ready__": 1, "__ray_terminate__": 1}
+
+
+def _auto_core() -> Any:
+    from zactor._api import core
+
+    return core()
 
 
 def method(*args: Any, **kwargs: Any) -> Any:
@@ -189,9 +195,7 @@ class ActorHandle:
 
     def _call(self, method_name: str, args: tuple, kwargs: dict, num_returns: int,
               options: dict) -> Any:
-        from zactor._api import core as get_core
-
-        core = get_core()
+        core = _state.core or _auto_core()
         task_id = _ids.new_task_id()
         name = options.get("name") or f"{self._meta['class_name']}.{method_name}"
         # max_retries slot: a per-method max_task_retries, or None for the actor's own.

@@ -26,7 +26,7 @@ from typing import Any
 import zmq
 
 from zactor import _refs, _serialization, config
-from zactor._transport import dealer, recv_parts, send_parts
+from zactor._transport import dealer, has_message, recv_parts, send_parts, wait_readable
 from zactor.exceptions import GetTimeoutError, ZactorError
 from zactor.protocol import Msg, ProtocolError, Status, decode, encode
 
@@ -305,7 +305,7 @@ class CoreClient:
         """Read and handle what the head sent, waiting up to ``timeout_ms`` for the first
         message; flush batched reference releases when they are due."""
         inp = self.inp
-        if inp.poll(timeout_ms):
+        if wait_readable(inp, timeout_ms):
             dispatch = self._dispatch
             self.critical += 1
             try:
@@ -315,6 +315,8 @@ class CoreClient:
                     except zmq.Again:
                         break
                     dispatch(frames)
+                    if not has_message(inp):
+                        break
             finally:
                 self._leave_critical()
         if (_tracker.object_events or _tracker.actor_events) and (

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from zactor import _ids, _options
+from zactor import _ids, _options, _state
+from zactor._actor import _auto_core
 from zactor._object_ref import ObjectRef
 from zactor._submit import Exported, parent_task_id, submit
 from zactor.protocol import TaskKind
@@ -69,9 +70,7 @@ class RemoteFunction:
         }
 
     def _remote(self, args: tuple, kwargs: dict, options: dict, holder: Any) -> Any:
-        from zactor._api import core as get_core
-
-        core = get_core()
+        core = _state.core or _auto_core()
         prepared = holder._prepared
         if prepared is None or prepared["core"] is not core:
             prepared = holder._prepared = self._prepare(options)

@@ -14,9 +14,12 @@ from zactor import config
 SNDMORE = int(zmq.SNDMORE)
 NOBLOCK = int(zmq.NOBLOCK)
 RCVMORE = int(zmq.RCVMORE)
+EVENTS = int(zmq.EVENTS)
+POLLIN = int(zmq.POLLIN)
 _send = zmq.backend.Socket.send
 _recv = zmq.backend.Socket.recv
 _get = zmq.backend.Socket.get
+zmq_poll = zmq.backend.zmq_poll
 
 
 def dealer(ctx: zmq.Context, identity: bytes, address: str, linger: int = 0) -> zmq.Socket:
@@ -56,6 +59,17 @@ def send_routed(sock: zmq.Socket, identity: bytes, header: bytes, frames=()) -> 
             _send(sock, part, SNDMORE if i < last else 0)
     else:
         _send(sock, header, 0)
+
+
+def wait_readable(sock: zmq.Socket, timeout_ms: int) -> bool:
+    """``sock.poll(timeout_ms)`` without building a ``zmq.Poller`` per call."""
+    return bool(zmq_poll([(sock, POLLIN)], timeout_ms))
+
+
+def has_message(sock: zmq.Socket) -> bool:
+    """Whether a message is waiting: cheaper than ending a receive loop on ``zmq.Again``,
+    whose exception object costs more than the receive itself."""
+    return bool(_get(sock, EVENTS) & POLLIN)
 
 
 def recv_parts(sock: zmq.Socket) -> list[bytes]:

@@ -23,7 +23,7 @@ import zmq
 from zactor import config
 from zactor._process import describe_exit, pidfd, remove_tree
 from zactor._serialization import dumps_plain
-from zactor._transport import recv_parts, router, send_routed
+from zactor._transport import POLLIN, has_message, recv_parts, router, send_routed, zmq_poll
 from zactor.exceptions import ObjectLostError
 from zactor.head.actors import ActorManager
 from zactor.head.objects import ObjectDirectory
@@ -88,8 +88,8 @@ class Broker:
         log.warning("dropped a message: %s", why)
 
     def run(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self.sock, zmq.POLLIN)
+        # zmq_poll on a fixed list: zmq.Poller wraps every result in enum objects.
+        watched: list = [(self.sock, POLLIN)]
         driver_fd = None
         driver_pid = self.cfg.get("driver_pid")
         if driver_pid:
@@ -97,17 +97,17 @@ class Broker:
             if driver_fd is None:
                 log.warning("the driver (pid %d) is already gone; stopping", driver_pid)
                 return
-            poller.register(driver_fd, zmq.POLLIN)
+            watched.append((driver_fd, POLLIN))
         agent_fd = None
         if self.agent is not None:
             agent_fd = self.agent.events_fd
-            poller.register(agent_fd, zmq.POLLIN)
+            watched.append((agent_fd, POLLIN))
         sock = self.sock
         handle = self.handle
         schedule = self.scheduler.schedule
         last_reap = time.monotonic()
         while not self.stopping:
-            events = poller.poll(1000)
+            events = zmq_poll(watched, 1000)
             for sock_or_fd, _ in events:
                 if sock_or_fd is self.sock:
                     for _ in range(2000):
@@ -118,6 +118,8 @@ class Broker:
                         handle(frames)
                         if self.stopping:
                             return
+                        if not has_message(sock):
+                            break
                     schedule()
                     if self._free_batches:
                         self._flush_frees()
