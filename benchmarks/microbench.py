@@ -25,7 +25,6 @@ import importlib.util
 import json
 import os
 import platform
-import re
 import signal
 import statistics
 import subprocess
@@ -124,85 +123,6 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-# --------------------------------------------------------------------------- memory
-
-
-def _proc_mem_bytes(proc) -> tuple[int, str]:
-    """PSS of one process, falling back to RSS; returns (bytes, which)."""
-    import psutil
-
-    try:
-        return int(proc.memory_full_info().pss), "pss"
-    except (psutil.AccessDenied, AttributeError, OSError):
-        return int(proc.memory_info().rss), "rss"
-
-
-def _ray_session_dir(backend) -> str | None:
-    if backend.__name__ != "ray":
-        return None
-    try:  # private API; only used to find Ray processes that were re-parented
-        return backend._private.worker._global_node.get_session_dir_path()
-    except Exception:
-        return None
-
-
-def measure_tree_memory(backend, since: float) -> dict[str, Any]:
-    """Total PSS (fallback RSS) of this driver, its descendants and, for Ray, any process
-    whose command line names this session's directory (catches re-parented daemons).
-
-    Processes that started after `since` (epoch seconds), are not counted, and whose command
-    line names the backend and this driver's pid are listed under "uncounted_new_processes":
-    a runtime that daemonizes (double fork) would escape the descendant walk, and this
-    shows it.  They are not added, since the match is heuristic."""
-    import psutil
-
-    me = psutil.Process()
-    procs = {me.pid: me}
-    for child in me.children(recursive=True):
-        procs[child.pid] = child
-    session_dir = _ray_session_dir(backend)
-    extra = 0
-    if session_dir:
-        for p in psutil.process_iter(["pid", "cmdline"]):
-            try:
-                cmd = " ".join(p.info["cmdline"] or [])
-            except (psutil.Error, TypeError):
-                continue
-            if p.pid not in procs and session_dir in cmd:
-                procs[p.pid] = p
-                extra += 1
-    uncounted = []
-    ancestors = {a.pid for a in me.parents()}
-    for p in psutil.process_iter(["pid", "cmdline", "create_time"]):
-        try:
-            cmd = " ".join(p.info["cmdline"] or [])
-            if p.pid in procs or p.pid in ancestors or p.info["create_time"] < since - 0.1:
-                continue
-        except (psutil.Error, TypeError):
-            continue
-        if backend.__name__ in cmd and re.search(rf"\b{me.pid}\b", cmd):
-            uncounted.append(f"{p.pid}: {cmd[:120]}")
-    total = 0
-    kinds: set[str] = set()
-    names: list[str] = []
-    for p in procs.values():
-        try:
-            b, kind = _proc_mem_bytes(p)
-            names.append(f"{p.name()} ({p.pid}): {b / 1e6:.1f} MB")
-        except psutil.Error:
-            continue  # it exited while we looked
-        total += b
-        kinds.add(kind)
-    return {
-        "mb": total / 1e6,
-        "processes": len(names),
-        "non_descendant_session_processes": extra,
-        "measure": "+".join(sorted(kinds)),
-        "process_mb": sorted(names),
-        "uncounted_new_processes": uncounted,
-    }
-
-
 # --------------------------------------------------------------------------- probe (child)
 
 
@@ -219,36 +139,14 @@ def ensure_importable(backend_name: str) -> None:
         _log(f"note: zactor is not installed here; using the source tree at {root}")
 
 
-def run_probe(backend_name: str, with_memory: bool, idle_s: float) -> int:
-    """Runs in a fresh interpreter: import + init + first result, then optionally memory."""
-    out: dict[str, Any] = {}
-    backend = None
-    try:
-        since = time.time()
-        t0 = time.perf_counter()
-        backend = importlib.import_module(backend_name)
-        backend.init(num_cpus=2)
-        f = backend.remote(_noop)
-        backend.get(f.remote())
-        out["startup_s"] = time.perf_counter() - t0
-        if with_memory:
-            time.sleep(idle_s)
-            out["memory"] = measure_tree_memory(backend, since)
-    except BaseException as e:  # report, never crash silently
-        out["error"] = f"{type(e).__name__}: {e}"
-        out["traceback"] = traceback.format_exc()[-2000:]
-    finally:
-        if backend is not None:
-            with contextlib.suppress(Exception):
-                backend.shutdown()
-    print(PROBE_MARKER + json.dumps(out), flush=True)
-    return 0
-
-
 def _spawn_probe(backend_name: str, cfg: Config, with_memory: bool) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_probe", "--backend", backend_name]
+    # A minimal script, not this module: the harness's own imports would otherwise weigh on
+    # the driver whose memory is measured (the same for both backends).
+    ensure_importable(backend_name)
+    probe = str(Path(__file__).resolve().parent / "_probe.py")
+    cmd = [sys.executable, probe, backend_name]
     if with_memory:
-        cmd += ["--_probe-memory", "--_idle-s", str(cfg.idle_s)]
+        cmd.append(str(cfg.idle_s))
     rc, stdout, stderr = _run_group(cmd, cfg.probe_timeout_s, capture=True)
     if rc is None:
         return {"error": f"probe timed out after {cfg.probe_timeout_s} s"}
@@ -841,9 +739,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small sizes, for smoke tests")
     p.add_argument("--json", default=None, help="also write the results to this file")
     # internal
-    p.add_argument("--_probe", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--_probe-memory", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--_idle-s", type=float, default=2.0, help=argparse.SUPPRESS)
     p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.only:
@@ -863,8 +758,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     ensure_importable(args.backend)
-    if args._probe:
-        return run_probe(args.backend, args._probe_memory, args._idle_s)
     if args.compare:
         return compare(args)
     cfg = Config.make(args.quick)
