@@ -15,7 +15,7 @@ import uuid
 
 import numpy as np
 import pytest
-from remote_helpers import Point, block_until, identity, touch, wait_until
+from remote_helpers import Point, block_until, identity, square, touch, wait_until
 
 import zactor
 from zactor.exceptions import GetTimeoutError
@@ -277,3 +277,25 @@ def test_large_object_put_by_a_task_outlives_the_task():
     gc.collect()
     out = zactor.get(ref, timeout=30)
     assert out.shape == (4 << 20,) and int(out[0]) == 7 and int(out[-1]) == 7
+
+
+@zactor.remote
+class _RefKeeper:
+    def keep(self, refs):
+        self.refs = refs
+        return True
+
+    def give(self):
+        return self.refs
+
+
+@pytest.mark.timeout(60)
+def test_a_ref_released_and_received_again_can_still_be_read():
+    ref = zactor.remote(square).remote(7)
+    assert zactor.get(ref, timeout=30) == 49
+    keeper = _RefKeeper.remote()
+    assert zactor.get(keeper.keep.remote([ref]), timeout=30)
+    del ref
+    zactor._state.core.flush_refs()  # the release reaches the head now, not in 50 ms
+    [again] = zactor.get(keeper.give.remote(), timeout=30)
+    assert zactor.get(again, timeout=10) == 49

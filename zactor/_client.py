@@ -201,6 +201,8 @@ class CoreClient:
                    if i not in objects and i not in subscribed and i not in expected]
         if missing:
             subscribed.update(missing)
+            for i in missing:  # wanted again after a release: its value is welcome now
+                self._dropped.pop(i, None)
             self.send(encode(Msg.SUBSCRIBE, missing))
 
     def wait_objects(self, ids: list[bytes], num: int, timeout: float | None) -> list[bytes]:
@@ -282,6 +284,7 @@ class CoreClient:
             self._objects.pop(object_id, None)
             self._expected.discard(object_id)
             self._subscribed.add(object_id)  # LOST subscribes us to the rebuilt value
+            self._dropped.pop(object_id, None)
         self.send(encode(Msg.LOST, object_id))
         entry = self.get_entries([object_id], None)[0]
         if object_id not in _tracker.object_counts:  # fetched for a task argument only
