@@ -27,7 +27,7 @@ import zmq
 
 from zactor import _refs, _serialization, config
 from zactor._transport import dealer, has_message, recv_parts, send_parts, wait_readable
-from zactor.exceptions import GetTimeoutError, ZactorError
+from zactor.exceptions import GetTimeoutError, NodeDiedError, ZactorError
 from zactor.protocol import Msg, ProtocolError, Status, decode, encode
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,8 @@ _tracker = _refs.tracker
 _send = zmq.backend.Socket.send
 
 
-class HeadUnreachableError(ZactorError):
-    """The head did not answer (it is not running, or died)."""
+class HeadUnreachableError(NodeDiedError):
+    """The head did not answer, or its process is gone: the cluster this process used is."""
 
 
 class CoreClient:
@@ -80,6 +80,8 @@ class CoreClient:
         self.on_interrupt: Callable[[], None] | None = None
         self.log_to_driver = True
         self._closed = False
+        self._alive_check = alive_check
+        self.failure: str | None = None  # why the connection is unusable, once it is
         self._last_flush = time.monotonic()
         self.welcome = self._handshake(kind, info or {}, node_id, alive_check, connect_timeout)
         # Without an I/O thread (workers), the constructing thread reads the inbound socket
@@ -171,8 +173,8 @@ class CoreClient:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise GetTimeoutError(f"the head did not answer {what!r} in {timeout} s")
-                if self._closed:
-                    raise HeadUnreachableError("the connection to the head is closed")
+                if self._closed or self.failure is not None:
+                    self._check_usable()
                 self._cond.wait(remaining if remaining is None else min(remaining, 1.0))
             ok, value = self._replies.pop(req_id)
         if not ok:
@@ -214,6 +216,8 @@ class CoreClient:
             need = num - (len(ids) - len(missing))
             if need <= 0 or timeout == 0:
                 return [i for i in ids if i in objects]
+            if self.failure is not None:
+                self._check_usable()
             waiter = _Waiter(need)
             waiters = self._waiters
             for i in missing:
@@ -240,8 +244,8 @@ class CoreClient:
                             lst.remove(waiter)
                             if not lst:
                                 del waiters[i]
-            if self._closed:
-                raise HeadUnreachableError("the connection to the head is closed")
+            if self._closed or self.failure is not None:
+                self._check_usable()
         finally:
             if blocked:
                 self.on_blocked(False)
@@ -344,9 +348,17 @@ class CoreClient:
 
     def _io_loop(self) -> None:
         step = int(config.REF_FLUSH_S * 1000)
+        alive = self._alive_check
+        last_check = time.monotonic()
         while not self._closed:
             try:
                 self.pump(step)
+                if alive is not None and time.monotonic() - last_check > 0.2:
+                    last_check = time.monotonic()
+                    if not alive():
+                        # Without this, get() on work the cluster owed would wait for ever.
+                        self._fail("the head process exited: the cluster is gone")
+                        break
             except zmq.ContextTerminated:
                 break
             except zmq.ZMQError:
@@ -406,6 +418,25 @@ class CoreClient:
 
     # -- teardown ----------------------------------------------------------------------------
 
+    def _fail(self, why: str) -> None:
+        """Wake every waiting get/wait/request: they raise HeadUnreachableError(why)."""
+        self.failure = why
+        with self._cond:
+            self._cond.notify_all()
+        with self._lock:
+            for waiters in self._waiters.values():
+                for w in waiters:
+                    if w.remaining > 0:
+                        w.remaining = 0
+                        w.done.release()
+            self._waiters.clear()
+
+    def _check_usable(self) -> None:
+        if self.failure is not None:
+            raise HeadUnreachableError(self.failure)
+        if self._closed:
+            raise HeadUnreachableError("the connection to the head is closed")
+
     def close(self, goodbye: tuple | None = None) -> None:
         if self._closed:
             return
@@ -417,15 +448,7 @@ class CoreClient:
             except zmq.ZMQError:
                 pass
         self._closed = True
-        with self._cond:
-            self._cond.notify_all()
-        with self._lock:
-            for waiters in self._waiters.values():
-                for w in waiters:
-                    if w.remaining > 0:
-                        w.remaining = 0
-                        w.done.release()
-            self._waiters.clear()
+        self._fail(self.failure or "the connection to the head is closed")
         thread = getattr(self, "_thread", None)
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2)

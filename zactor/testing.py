@@ -21,3 +21,11 @@ def head_stats() -> dict:
 def worker_pids() -> list[int]:
     """Process ids of the cluster's live workers."""
     return _api.core().request("worker_pids")
+
+
+def head_pid() -> int:
+    """Process id of the head of the embedded cluster this driver started."""
+    driver = _state.driver
+    if driver is None or driver.cluster is None or driver.cluster.proc is None:
+        raise RuntimeError("this driver did not start an embedded cluster")
+    return driver.cluster.proc.pid
