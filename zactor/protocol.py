@@ -45,7 +45,8 @@ class Msg(enum.IntEnum):
     CANCEL_TASK = 24
     EXIT = 25
     NOTICE = 26
-    # node agent <-> head
+    # node agent <-> head, for agents in processes of their own (remote machines, with the
+    # cluster issue); the embedded cluster's agent lives inside the head and needs none.
     NODE_HELLO = 30
     SPAWN = 31
     WORKER_EXIT = 32
