@@ -192,9 +192,6 @@ class CoreClient:
         """The head will push these (results of tasks this process submitted) unasked."""
         self._expected.update(ids)
 
-    def is_ready(self, object_id: bytes) -> bool:
-        return object_id in self._objects
-
     def ensure_subscribed(self, ids) -> None:
         objects = self._objects
         subscribed = self._subscribed

@@ -47,13 +47,6 @@ class Node:
                 return False
         return True
 
-    def feasible(self, req: dict) -> bool:
-        total = self.total
-        for k, v in req.items():
-            if total.get(k, 0.0) + EPS < v:
-                return False
-        return True
-
     def acquire(self, req: dict) -> dict:
         """Take ``req``; return what was assigned by index (GPUs)."""
         avail = self.available
@@ -108,9 +101,6 @@ class Scheduler:
 
     def add_node(self, node: Node) -> None:
         self.nodes[node.node_id] = node
-
-    def feasible(self, req: dict) -> bool:
-        return any(n.alive and n.feasible(req) for n in self.nodes.values())
 
     def totals(self) -> dict:
         out: dict[str, float] = {}
