@@ -109,3 +109,23 @@ class Accumulator:
 
     def apply(self, fn, x):
         return fn(x)
+
+
+def record_attempt(path: str) -> int:
+    """Append this process's pid to ``path``; return the number of attempts so far."""
+    with open(path, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    return attempts_in(path)
+
+
+def attempt_pids(path) -> list[int]:
+    """The pids that recorded an attempt in ``path``, in order."""
+    try:
+        with open(path) as f:
+            return [int(line) for line in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def attempts_in(path) -> int:
+    return len(attempt_pids(path))

@@ -14,7 +14,15 @@ import signal
 import time
 
 import pytest
-from remote_helpers import pid_is_gone, touch, wait_for_path, wait_until
+from remote_helpers import (
+    attempt_pids,
+    attempts_in,
+    pid_is_gone,
+    record_attempt,
+    touch,
+    wait_for_path,
+    wait_until,
+)
 
 import zactor
 from zactor.exceptions import ActorDiedError, ActorUnavailableError
@@ -22,25 +30,7 @@ from zactor.exceptions import ActorDiedError, ActorUnavailableError
 pytestmark = pytest.mark.usefixtures("cluster")
 
 
-def record_attempt(path: str) -> int:
-    """Append this process's pid to ``path``; return the number of attempts so far."""
-    with open(path, "a") as f:
-        f.write(f"{os.getpid()}\n")
-    with open(path) as f:
-        return len(f.read().split())
 
-
-def attempt_lines(path) -> list[str]:
-    with open(path) as f:
-        return f.read().split()
-
-
-def attempts_in(path) -> int:
-    try:
-        with open(path) as f:
-            return len(f.read().split())
-    except FileNotFoundError:
-        return 0
 
 
 @zactor.remote
@@ -446,7 +436,7 @@ def test_calls_queued_behind_a_crash_are_retried_on_the_restarted_actor(tmp_path
             counter.crash_until_attempt.remote(str(attempts), 2),
             counter.incr.remote(), counter.incr.remote()]
     first, second, crashed, third, fourth = zactor.get(refs, timeout=45)
-    assert crashed == 2 and len(attempt_lines(attempts)) == 2
+    assert crashed == 2 and len(attempt_pids(attempts)) == 2
     # Replay is at-least-once: calls that finished just before the crash may run again on the
     # fresh actor if their replies died with the process. Order and fresh state still hold.
     assert first < second or second == 1

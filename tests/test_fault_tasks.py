@@ -12,7 +12,14 @@ import threading
 import time
 
 import pytest
-from remote_helpers import pid_is_gone, touch, wait_for_path, wait_until
+from remote_helpers import (
+    attempt_pids,
+    pid_is_gone,
+    record_attempt,
+    touch,
+    wait_for_path,
+    wait_until,
+)
 
 import zactor
 import zactor.testing
@@ -23,19 +30,6 @@ pytestmark = pytest.mark.usefixtures("cluster")
 POOL_SIZE = 2  # the default CLUSTER_KWARGS of conftest: num_cpus=2
 
 
-def record_attempt(path: str) -> int:
-    """Append this process's pid to ``path``; return the number of attempts so far."""
-    with open(path, "a") as f:
-        f.write(f"{os.getpid()}\n")
-    return len(attempt_pids(path))
-
-
-def attempt_pids(path) -> list[int]:
-    try:
-        with open(path) as f:
-            return [int(line) for line in f.read().split()]
-    except FileNotFoundError:
-        return []
 
 
 def wait_for_attempts(path, n: int, timeout: float = 30) -> list[int]:

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 import pytest
-from remote_helpers import wait_until
+from remote_helpers import attempts_in, record_attempt, wait_until
 
 import zactor
 from zactor.exceptions import ObjectLostError
@@ -24,18 +24,6 @@ pytestmark = pytest.mark.usefixtures("cluster")
 N = 1_000_000  # float64: 8 MB, far above the inline threshold
 
 
-def record_attempt(path: str) -> int:
-    with open(path, "a") as f:
-        f.write(f"{os.getpid()}\n")
-    return attempts_in(path)
-
-
-def attempts_in(path) -> int:
-    try:
-        with open(path) as f:
-            return len(f.read().split())
-    except FileNotFoundError:
-        return 0
 
 
 @zactor.remote
