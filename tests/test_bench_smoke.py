@@ -1,0 +1,28 @@
+"""The benchmark script runs (quick sizes, zactor only), so `make bench` does not rot."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.timeout(180)
+def test_microbench_quick_run_reports_every_requested_row(tmp_path):
+    out = tmp_path / "bench.json"
+    rows = ["startup_to_first_result_s", "idle_memory_mb", "tasks_sync_per_s",
+            "actor_calls_async_per_s", "worker_death_detect_ms", "actor_restart_ms"]
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "microbench.py"), "--quick",
+         "--only", ",".join(rows), "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=170)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert not data["errors"], data["errors"]
+    for row in rows:
+        assert data["results"][row] > 0, row
