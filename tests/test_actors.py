@@ -13,6 +13,7 @@ import remote_helpers
 from remote_helpers import block_until, pid_is_gone, touch, wait_until
 
 import zactor
+import zactor.testing
 from zactor.exceptions import ActorDiedError, TaskError
 
 pytestmark = pytest.mark.usefixtures("cluster")
@@ -421,3 +422,19 @@ def test_async_actor_method_exception_is_raised_as_its_class():
     assert isinstance(info.value, TaskError)
     assert "async failure" in str(info.value)
     assert zactor.get(actor.ok.remote(), timeout=30) == "ok"
+
+
+@pytest.mark.timeout(60)
+def test_dead_actors_without_handles_leave_the_head_tables():
+    @zactor.remote
+    class Brief:
+        def ping(self):
+            return 1
+
+    before = zactor.testing.head_stats()["actor_records"]
+    for _ in range(10):
+        actor = Brief.remote()
+        assert zactor.get(actor.ping.remote(), timeout=30) == 1
+        del actor
+    wait_until(lambda: zactor.testing.head_stats()["actor_records"] <= before, timeout=20,
+               message="the head forgets actors that are dead and unreachable")

@@ -95,6 +95,12 @@ class ActorManager:
         actor.refs -= 1
         if actor.refs <= 0 and not actor.detached and actor.state != "dead":
             self.terminate(actor, "all handles to it went out of scope")
+        self._forget_if_unused(actor)
+
+    def _forget_if_unused(self, actor: ActorRecord) -> None:
+        """A dead actor nobody can call any more (no handle left) leaves the table."""
+        if actor.state == "dead" and actor.refs <= 0:
+            self.actors.pop(actor.actor_id, None)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -113,9 +119,9 @@ class ActorManager:
             tasks.wait_for_deps(task)
 
     def placed(self, task: TaskRecord, node, worker: Worker) -> None:
-        actor = self.actors[task.spec[S.ACTOR_ID]]
+        actor = self.actors.get(task.spec[S.ACTOR_ID])
         task.worker = worker
-        if actor.state == "dead":  # killed or dropped while it waited for resources
+        if actor is None or actor.state == "dead":  # killed or dropped while it waited
             self.head.tasks.finish(task)
             self.head.worker_idle(worker)
             return
@@ -263,8 +269,11 @@ class ActorManager:
         actor.state = "dead"
         actor.death_blob = blob
         self._release_args(actor)
+        actor.create.frames = [b""]  # its constructor arguments will not be needed again
+        actor.checkpoint = None
         self.notify_exit(actor, "dead")
         self._stop_children(actor)
+        self._forget_if_unused(actor)
 
     def _stop_children(self, actor: ActorRecord) -> None:
         """Children die with their supervisor, as in OTP."""

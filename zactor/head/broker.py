@@ -440,7 +440,9 @@ class Broker:
             return {"dropped_messages": self.dropped, "tasks": len(self.tasks.tasks),
                     "objects": len(self.objects.entries), "clients": len(self.clients),
                     "workers": len(self.workers_by_pid), "queued": sched.queued,
-                    "actors": sum(1 for a in self.actors.actors.values() if a.state != "dead")}
+                    "actors": sum(1 for a in self.actors.actors.values() if a.state != "dead"),
+                    "actor_records": len(self.actors.actors),
+                    "lineage": len(self.tasks.lineage)}
         if what == "worker_pids":
             return sorted(self.workers_by_pid)
         if what == "actor_is_dead":
