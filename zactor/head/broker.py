@@ -52,6 +52,7 @@ class Broker:
         self.actors = ActorManager(self)
         self.sys_path: list[str] = list(cfg.get("sys_path", []))
         self.dropped = 0
+        self.functions_received = 0  # SUBMITs that carried a function or class
         self.stopping = False
         self._free_batches: dict[bytes, list[str]] = {}
         self.handlers = {
@@ -294,6 +295,7 @@ class Broker:
         spec = fields[0]
         if spec[S.WITH_FUNCTION]:
             self.tasks.functions[spec[S.FN_HASH]] = frames[1]
+            self.functions_received += 1
         kind = spec[S.KIND]
         if kind == TaskKind.TASK:
             self.tasks.submit(client, spec, frames[0])
@@ -442,6 +444,8 @@ class Broker:
                     "workers": len(self.workers_by_pid), "queued": sched.queued,
                     "actors": sum(1 for a in self.actors.actors.values() if a.state != "dead"),
                     "actor_records": len(self.actors.actors),
+                    "functions": len(self.tasks.functions),
+                    "functions_received": self.functions_received,
                     "lineage": len(self.tasks.lineage)}
         if what == "worker_pids":
             return sorted(self.workers_by_pid)
