@@ -169,6 +169,23 @@ class ActorManager:
 
     def call(self, client: Client, spec: list, args_blob) -> None:
         tasks = self.head.tasks
+        actor = self.actors.get(spec[S.ACTOR_ID])
+        if actor is not None and actor.worker is not None and not spec[S.DEPS] and \
+                actor.state not in ("dead", "stopping"):
+            # The common case, on the synchronous call's critical path: forward first, book
+            # after (execute_frames would send exactly this: no function, no deps, no
+            # placement for a call).
+            worker = actor.worker
+            self.head.send(worker.client.inbox, encode(Msg.EXECUTE, spec, (), False, None),
+                           (args_blob,))
+            task = tasks.new_record(client, spec, args_blob, {}, {}, spec[S.NUM_RETURNS])
+            tasks.pin_args(task)
+            if spec[S.MAX_RETRIES] is None:
+                task.retries_left = actor.max_task_retries
+            task.worker = worker
+            task.state = "running"
+            worker.calls[task.task_id] = task
+            return
         task = tasks.new_record(client, spec, args_blob, {}, {}, spec[S.NUM_RETURNS])
         if not tasks.pin_args(task):
             return

@@ -306,6 +306,17 @@ class TaskManager:
     def deliver(self, oid: bytes, status: int, loc, blob, contained, contained_actors,
                 node) -> None:
         head = self.head
+        header = None
+        owner = None
+        pending = self.objects.entries.get(oid)
+        if pending is not None and pending.status is None and pending.owner:
+            # The owner (often blocked in get) hears first; the bookkeeping follows.
+            owner = head.clients.get(pending.owner)
+            if owner is not None and oid in owner.holds:
+                header = encode(Msg.OBJECT, oid, status, loc)
+                head.send(owner.inbox, header, (blob,) if loc is None else ())
+            else:
+                owner = None
         entry = self.objects.set_value(oid, status, loc, blob, contained, contained_actors,
                                        node)
         if entry is None:
@@ -314,11 +325,6 @@ class TaskManager:
             head.actors.add_ref(actor_id)
         if entry.freed:
             return
-        header = None
-        owner = head.clients.get(entry.owner) if entry.owner else None
-        if owner is not None and oid in owner.holds:
-            header = encode(Msg.OBJECT, oid, status, loc)
-            head.send(owner.inbox, header, (blob,) if loc is None else ())
         subs = entry.subscribers
         if subs:
             entry.subscribers = None
