@@ -129,3 +129,12 @@ def cluster(request):
         yield zactor
     finally:
         zactor.shutdown()
+
+
+@pytest.fixture
+def fresh_driver():
+    """No cluster before the test; whatever the test started is shut down after it."""
+    assert not zactor.is_initialized()
+    yield
+    if zactor.is_initialized():
+        zactor.shutdown()

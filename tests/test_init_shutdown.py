@@ -40,15 +40,6 @@ def cluster_descendants() -> list[int]:
     return pids
 
 
-@pytest.fixture
-def fresh_driver():
-    """No cluster before the test; whatever the test started is shut down after it."""
-    assert not zactor.is_initialized()
-    yield
-    if zactor.is_initialized():
-        zactor.shutdown()
-
-
 @zactor.remote
 def one():
     return 1

@@ -115,14 +115,6 @@ def test_sigkilled_driver_of_a_busy_cluster_leaves_no_processes_or_shm(tmp_path)
                message=f"{shm_dir} removed after the driver died")
 
 
-@pytest.fixture
-def fresh_driver():
-    assert not zactor.is_initialized()
-    yield
-    if zactor.is_initialized():
-        zactor.shutdown()
-
-
 def dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()

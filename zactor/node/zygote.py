@@ -56,14 +56,8 @@ def _zygote_main(cmd_r: int, evt_w: int, close_fds: tuple, worker_cfg: dict) -> 
     for fd in close_fds:
         os.close(fd)
     _process.set_process_name("zactor-zygote")
-    import gc
-
-    from zactor.worker import main as worker_main  # preload everything a worker imports
-
-    # Move what is loaded now out of the collector's reach: its passes would otherwise write
-    # to every object and un-share the pages the workers inherit.
-    gc.collect()
-    gc.freeze()
+    # Already imported (and gc-frozen) by the head before it forked us: this only names it.
+    from zactor.worker import main as worker_main
 
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)

@@ -79,6 +79,7 @@ class WorkerRuntime:
         self.actor_meta: dict | None = None
         self.core = CoreClient(cfg["address"], "worker", node_id=self.node_id,
                                on_task=self._on_message, io_thread=False)
+        self.stopping = threading.Event()
         self.control = dealer(self.core.ctx, self.core.key + b"!", cfg["address"])
         self.control.send(encode(Msg.HELLO, "control", self.pid, self.node_id, {}))
         self.control_thread = threading.Thread(target=self._control_loop, daemon=True,
@@ -117,7 +118,7 @@ class WorkerRuntime:
 
     def _control_loop(self) -> None:
         control = self.control
-        while not self.core._closed:
+        while not self.stopping.is_set():
             try:
                 if not control.poll(100):
                     continue
@@ -180,9 +181,8 @@ class WorkerRuntime:
                 stream.flush()
             except Exception:  # noqa: BLE001
                 pass
-        self.core._closed = True  # stops the control thread before its socket closes
+        self.stopping.set()  # the control thread ends before its socket is closed
         self.control_thread.join(timeout=1)
-        self.core._closed = False
         self.core.close(goodbye=(False,))
         return 0
 
