@@ -204,7 +204,7 @@ class ActorHandle:
                 None, None, self._actor_id, method_name, parent_task_id(), False, None, False]
         rids = _ids.return_ids(task_id, num_returns)
         refs = [ObjectRef(oid) for oid in rids]
-        submit(core, spec, args, kwargs, f"actor method {name}", None, rids)
+        submit(core, spec, args, kwargs, f"actor method {name}", None, rids, self._actor_id)
         if num_returns == 1:
             return refs[0]
         if num_returns == 0:

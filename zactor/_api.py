@@ -282,7 +282,10 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     """Kill an actor's process at once; its pending and later calls raise ActorDiedError."""
     if not isinstance(actor, ActorHandle):
         raise TypeError(f"kill() expects an actor handle, got {type(actor).__name__}")
-    core().send(encode(Msg.KILL_ACTOR, actor._actor_id, bool(no_restart)))
+    client = core()
+    # This process's later calls must reach the head after the kill, not the doomed process.
+    client.routes.drop(actor._actor_id)
+    client.send(encode(Msg.KILL_ACTOR, actor._actor_id, bool(no_restart)))
 
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 import zmq
 
 from zactor import _refs, _serialization, config
+from zactor._direct import Routes
 from zactor._transport import dealer, has_message, recv_parts, send_parts, wait_readable
 from zactor.exceptions import GetTimeoutError, NodeDiedError, ZactorError
 from zactor.protocol import Msg, ProtocolError, Status, decode, encode
@@ -69,6 +70,7 @@ class CoreClient:
         self._replies: dict[int, tuple] = {}
         self._req_ids = itertools.count(1)
         self.shipped: set[bytes] = set()
+        self.routes = Routes(self)
         # Set before the I/O thread starts: work may arrive right behind the WELCOME.
         self.on_task = on_task
         self.on_blocked: Callable[[bool], None] | None = None
@@ -128,6 +130,23 @@ class CoreClient:
                     send_parts(self.out, (header, *frames))
                 else:
                     _send(self.out, header, 0)
+        finally:
+            if main:
+                self._leave_critical()
+
+    def send_call(self, actor_id: bytes, spec: list, frames: list, direct_ok: bool,
+                  return_ids: list[bytes]) -> None:
+        """Send an actor call: straight to the actor when a route allows (zactor._direct)."""
+        main = threading.get_ident() == self._pump_ident
+        if main:
+            self.critical += 1
+        try:
+            with self._send_lock:
+                if (_tracker.object_events or _tracker.actor_events) and (
+                    _tracker.has_borrow or _tracker.pending() > config.REF_BATCH
+                ):
+                    self._flush_refs_locked()
+                self.routes.send_call(actor_id, spec, frames, direct_ok, return_ids)
         finally:
             if main:
                 self._leave_critical()
@@ -374,9 +393,16 @@ class CoreClient:
         if mtype == Msg.OBJECT:
             oid, status, loc = fields
             blob = frames[1] if loc is None else None
+            waiting = self.routes.waiting
+            if waiting:
+                waiting.pop(oid, None)
             with self._lock:
                 if oid in self._dropped:  # released while the value was on its way
                     del self._dropped[oid]
+                    return
+                if oid in self._objects:
+                    # A second copy (a direct call's result, then the head's): the first
+                    # stays, so this process never sees a value change under it.
                     return
                 self._objects[oid] = (status, loc, blob)
                 self._subscribed.discard(oid)
@@ -407,6 +433,8 @@ class CoreClient:
                 lines = text.splitlines()
                 out.write("".join(f"{prefix} {line}\n" for line in lines))
                 out.flush()
+        elif mtype == Msg.ROUTE:
+            self.routes.on_route(*fields)
         elif mtype == Msg.NOTICE:
             level, text = fields
             log.log(level, "%s", text)

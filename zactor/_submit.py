@@ -40,8 +40,10 @@ def parent_task_id() -> bytes | None:
 
 
 def submit(core: CoreClient, spec: list, args: tuple, kwargs: dict, what: str,
-           exported: Exported | None, return_ids: list[bytes]) -> None:
-    """Fill the spec's argument slots and send it (with the function, the first time)."""
+           exported: Exported | None, return_ids: list[bytes],
+           actor_id: bytes | None = None) -> None:
+    """Fill the spec's argument slots and send it (with the function, the first time).
+    A call to ``actor_id`` may go straight to the actor (zactor._direct)."""
     ser, deps = pack_args(args, kwargs, what)
     spec[S.DEPS] = deps
     spec[S.CONTAINED] = ser.contained
@@ -62,5 +64,12 @@ def submit(core: CoreClient, spec: list, args: tuple, kwargs: dict, what: str,
         spec[S.WITH_FUNCTION] = True
         frames.append(exported.blob)
     core.expect(return_ids)
-    core.send(encode(Msg.SUBMIT, spec), frames)
+    if actor_id is not None:
+        # Refs and handles must reach the head (CALLED) before the actor could name them
+        # to it, and a large argument is a dependency: such calls go through the head.
+        direct_ok = keep is None and not deps and not ser.contained and \
+            not ser.contained_actors
+        core.send_call(actor_id, spec, frames, direct_ok, return_ids)
+    else:
+        core.send(encode(Msg.SUBMIT, spec), frames)
     del keep

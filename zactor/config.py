@@ -41,6 +41,13 @@ REF_BATCH: int = _env_int("REF_BATCH", 256)
 #: ... or after this many seconds.
 REF_FLUSH_S: float = _env_float("REF_FLUSH_S", 0.05)
 
+#: Actors one process calls directly at most (each route is two socket connections); calls to
+#: others go through the head.
+DIRECT_ROUTES_MAX: int = _env_int("DIRECT_ROUTES_MAX", 32)
+#: Results of direct calls the head keeps, at most, while it waits for the caller's notice of
+#: the call (normally microseconds; only a caller that died in between leaves them behind).
+EARLY_RESULTS_MAX: int = _env_int("EARLY_RESULTS_MAX", 100_000)
+
 #: Extra workers (beyond one per CPU) the node keeps at most, for blocked tasks and zero-CPU
 #: tasks, per CPU.
 MAX_WORKERS_PER_CPU: int = _env_int("MAX_WORKERS_PER_CPU", 8)

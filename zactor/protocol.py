@@ -37,6 +37,9 @@ class Msg(enum.IntEnum):
     GOODBYE = 13
     CHECKPOINT = 14
     LOST = 15
+    CALLED = 16  # a call the client sent straight to the actor (see zactor/_direct.py)
+    # client -> actor, on the actor's own socket
+    CALL = 17
     # head -> client
     WELCOME = 20
     OBJECT = 21
@@ -45,6 +48,7 @@ class Msg(enum.IntEnum):
     CANCEL_TASK = 24
     EXIT = 25
     NOTICE = 26
+    ROUTE = 27
     # node agent <-> head, for agents in processes of their own (remote machines, with the
     # cluster issue); the embedded cluster's agent lives inside the head and needs none.
     NODE_HELLO = 30
@@ -62,16 +66,20 @@ FIELDS: dict[Msg, tuple[str, ...]] = {
     Msg.PUT: ("object_id", "loc", "contained", "contained_actors"),  # | blob if inline
     Msg.SUBSCRIBE: ("object_ids",),
     Msg.REFS: ("object_adds", "object_dels", "actor_adds", "actor_dels"),
-    Msg.TASK_DONE: ("task_id", "results", "retryable"),  # | inline result blobs, in order
+    # direct: None for a call the head sent; [caller key, whether the caller got the results
+    # straight from this worker] for a call that came on the actor's own socket.
+    Msg.TASK_DONE: ("task_id", "results", "retryable", "direct"),  # | inline result blobs
     Msg.BLOCKED: ("blocked",),
     Msg.CANCEL: ("object_id", "force", "recursive"),
     Msg.KILL_ACTOR: ("actor_id", "no_restart"),
     Msg.REQUEST: ("req_id", "what", "args"),
     Msg.LOG: ("stream", "prefix", "text"),
-    Msg.ACTOR_READY: ("actor_id", "failed"),  # | error blob if failed
+    Msg.ACTOR_READY: ("actor_id", "failed", "address"),  # | error blob if failed
     Msg.GOODBYE: ("stop_cluster",),
     Msg.CHECKPOINT: ("actor_id",),  # | the state blob from __zactor_checkpoint__
     Msg.LOST: ("object_id",),  # a client found an object's file gone
+    Msg.CALLED: ("spec", "address"),  # | args blob: the copy the head keeps for retries
+    Msg.CALL: ("spec",),  # | args blob
     Msg.WELCOME: ("info",),
     Msg.OBJECT: ("object_id", "status", "loc"),  # | blob if inline
     Msg.EXECUTE: ("spec", "deps", "with_function", "placement"),  # | args, [fn], dep blobs
@@ -79,6 +87,9 @@ FIELDS: dict[Msg, tuple[str, ...]] = {
     Msg.CANCEL_TASK: ("task_id", "force"),
     Msg.EXIT: (),
     Msg.NOTICE: ("level", "text"),
+    # seen >= 0: call the actor at ``address`` directly, if this client has sent it exactly
+    # ``seen`` calls so far; seen == -1: that address is dead, stop using it.
+    Msg.ROUTE: ("actor_id", "address", "seen"),
     Msg.NODE_HELLO: ("node_id", "resources", "info"),
     Msg.SPAWN: ("count",),
     Msg.WORKER_EXIT: ("pid", "exitcode", "signal"),

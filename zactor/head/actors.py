@@ -2,7 +2,9 @@
 
 An actor's creation is queued like a task (it needs resources to be placed), then it owns one
 worker for life. Calls go to that worker in the order they reach the head; calls made before
-placement wait here and follow the creation, in order.
+placement wait here and follow the creation, in order. A caller whose calls have all finished
+may be granted a direct route to a plain actor (zactor._direct); the head still books each
+direct call (CALLED) as if it had forwarded it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from zactor._serialization import dumps_plain
 from zactor.exceptions import ActorDiedError, ActorUnavailableError
-from zactor.head.records import ActorRecord, TaskRecord
+from zactor.head.records import ActorRecord, CallerState, TaskRecord
 from zactor.protocol import Msg, S, Status, encode
 
 if TYPE_CHECKING:
@@ -133,10 +135,13 @@ class ActorManager:
         while actor.pending:
             self.send_call(actor, actor.pending.popleft())
 
-    def ready(self, worker: Worker, actor_id: bytes, failed: bool, blob) -> None:
+    def ready(self, worker: Worker, actor_id: bytes, failed: bool, blob,
+              address: str | None = None) -> None:
         actor = self.actors.get(actor_id)
         if actor is None:
             return
+        if not failed and actor.worker is worker:
+            actor.address = address
         task = actor.create
         if task.state != "done":
             # The constructor's resources stay held for the actor's life; the record is done.
@@ -170,6 +175,23 @@ class ActorManager:
     def call(self, client: Client, spec: list, args_blob) -> None:
         tasks = self.head.tasks
         actor = self.actors.get(spec[S.ACTOR_ID])
+        caller = None
+        if actor is not None:
+            caller = self._caller(actor, client.key)
+            caller.seen += 1
+            caller.inflight += 1
+            caller.granted = None  # a brokered call: the client holds no route now
+            if caller.held or caller.direct_inflight:
+                # It must not overtake the client's direct calls: it waits until they finish.
+                task = tasks.new_record(client, spec, args_blob, {}, {}, spec[S.NUM_RETURNS])
+                task.caller = caller
+                if not tasks.pin_args(task):
+                    return
+                if spec[S.MAX_RETRIES] is None:
+                    task.retries_left = actor.max_task_retries
+                task.state = "held"
+                caller.held.append(task)
+                return
         if actor is not None and actor.worker is not None and not spec[S.DEPS] and \
                 actor.state not in ("dead", "stopping"):
             # The common case, on the synchronous call's critical path: forward first, book
@@ -179,6 +201,7 @@ class ActorManager:
             self.head.send(worker.client.inbox, encode(Msg.EXECUTE, spec, (), False, None),
                            (args_blob,))
             task = tasks.new_record(client, spec, args_blob, {}, {}, spec[S.NUM_RETURNS])
+            task.caller = caller
             tasks.pin_args(task)
             if spec[S.MAX_RETRIES] is None:
                 task.retries_left = actor.max_task_retries
@@ -187,14 +210,13 @@ class ActorManager:
             worker.calls[task.task_id] = task
             return
         task = tasks.new_record(client, spec, args_blob, {}, {}, spec[S.NUM_RETURNS])
+        task.caller = caller
         if not tasks.pin_args(task):
             return
-        actor = self.actors.get(spec[S.ACTOR_ID])
         if actor is not None and spec[S.MAX_RETRIES] is None:
             task.retries_left = actor.max_task_retries
         if actor is None:
-            tasks.complete_all(task, 1, None, dumps_plain(ActorDiedError(
-                f"Cannot call {spec[S.NAME]}: the actor is unknown to this cluster")))
+            tasks.complete_all(task, 1, None, _unknown_actor(spec))
         elif actor.state == "dead":
             tasks.complete_all(task, 1, None, actor.death_blob)
         elif actor.worker is None or actor.state == "stopping":
@@ -202,6 +224,115 @@ class ActorManager:
             actor.pending.append(task)
         else:
             self.send_call(actor, task)
+
+    def called(self, client: Client, spec: list, address: str, args_blob) -> None:
+        """The client sent this call straight to the actor's socket at ``address``: book it
+        as running there, or, if that incarnation is gone, treat it as a call its process
+        owed when it died."""
+        tasks = self.head.tasks
+        task = tasks.new_record(client, spec, args_blob, {}, {}, spec[S.NUM_RETURNS])
+        early = tasks.take_early(task.task_id)  # the actor may have answered already
+        actor = self.actors.get(spec[S.ACTOR_ID])
+        if actor is None:
+            if early is not None:
+                tasks.settle(task, *early)
+            else:
+                tasks.complete_all(task, 1, None, _unknown_actor(spec))
+            return
+        caller = self._caller(actor, client.key)
+        caller.seen += 1
+        caller.inflight += 1
+        task.caller = caller
+        tasks.pin_args(task)
+        if spec[S.MAX_RETRIES] is None:
+            task.retries_left = actor.max_task_retries
+        worker = actor.worker
+        if worker is not None and actor.address == address:
+            self.head.direct_calls += 1
+            task.worker = worker
+            task.state = "running"
+            task.direct = True
+            caller.direct_inflight += 1
+            if early is None:
+                worker.calls[task.task_id] = task
+            else:
+                tasks.settle(task, *early)
+        elif early is not None:
+            tasks.settle(task, *early)
+        elif actor.state == "dead":
+            tasks.complete_all(task, 1, None, actor.death_blob)
+        else:
+            self._requeue_calls(actor, [task], "exited", front=False)
+
+    def _caller(self, actor: ActorRecord, key: bytes) -> CallerState:
+        caller = actor.callers.get(key)
+        if caller is None:
+            caller = actor.callers[key] = CallerState(key)
+        return caller
+
+    def call_finished(self, task: TaskRecord) -> None:
+        """An actor call ended: release the calls held behind it, and grant its caller a
+        direct route if none of its calls to the actor is left."""
+        caller = task.caller
+        task.caller = None
+        caller.inflight -= 1
+        if task.direct:
+            task.direct = False
+            caller.direct_inflight -= 1
+        actor = self.actors.get(task.spec[S.ACTOR_ID])
+        if actor is None:
+            return
+        if caller.held and not caller.direct_inflight:
+            self._release_held(caller)
+        self.grant(actor, caller)
+
+    def grant_ahead(self, task: TaskRecord) -> None:
+        actor = self.actors.get(task.spec[S.ACTOR_ID])
+        if actor is not None:
+            self.grant(actor, task.caller, 1)
+
+    def grant(self, actor: ActorRecord, caller: CallerState, finishing: int = 0) -> None:
+        """Offer ``caller`` a direct route if, ``finishing`` calls from now, none of its calls
+        to ``actor`` is left."""
+        if caller.inflight != finishing or caller.granted is not None or \
+                actor.address is None or actor.state != "alive":
+            return
+        client = self.head.clients.get(caller.key)
+        if client is not None:
+            caller.granted = actor.address
+            self.head.send(client.inbox, encode(Msg.ROUTE, actor.actor_id, actor.address,
+                                                caller.seen))
+
+    def undirect(self, task: TaskRecord) -> None:
+        """A direct call is to run again through the head: it no longer holds calls back."""
+        if task.direct:
+            task.direct = False
+            task.caller.direct_inflight -= 1
+
+    def _release_held(self, caller: CallerState) -> None:
+        held = caller.held
+        while held and not caller.direct_inflight:
+            task = held.popleft()
+            if task.state != "done":  # cancelled while it waited
+                self.resubmit(task)
+
+    def _revoke(self, actor: ActorRecord) -> None:
+        """The actor's process is gone: its direct routes end."""
+        address = actor.address
+        actor.address = None
+        if address is None:
+            return
+        header = encode(Msg.ROUTE, actor.actor_id, address, -1)
+        for caller in actor.callers.values():
+            if caller.granted == address:
+                caller.granted = None
+                self.head.send(caller.key + b"<", header)
+
+    def client_gone(self, key: bytes) -> None:
+        for actor in self.actors.values():
+            caller = actor.callers.pop(key, None)
+            if caller is not None and caller.held:
+                self._release_held(caller)
 
     def send_call(self, actor: ActorRecord, task: TaskRecord) -> None:
         worker = actor.worker
@@ -213,8 +344,7 @@ class ActorManager:
     def resubmit(self, task: TaskRecord) -> None:
         actor = self.actors.get(task.spec[S.ACTOR_ID])
         if actor is None or actor.state == "dead":
-            blob = actor.death_blob if actor else dumps_plain(ActorDiedError(
-                f"Cannot call {task.spec[S.NAME]}: the actor is unknown to this cluster"))
+            blob = actor.death_blob if actor else _unknown_actor(task.spec)
             self.head.tasks.complete_all(task, 1, None, blob)
         elif actor.worker is None or actor.state == "stopping":
             task.state = "queued"
@@ -316,8 +446,18 @@ class ActorManager:
         if create.acquired:
             self.head.tasks.release_resources(create)
         actor.worker = None
+        self._revoke(actor)
         in_flight = list(worker.calls.values())
         worker.calls.clear()
+        for task in in_flight:
+            self.undirect(task)
+        self._after_worker_gone(actor, in_flight, how)
+        # Calls held behind direct ones follow the requeued calls, in order.
+        for caller in list(actor.callers.values()):
+            if caller.held:
+                self._release_held(caller)
+
+    def _after_worker_gone(self, actor: ActorRecord, in_flight: list, how: str) -> None:
         if actor.state == "dead":
             self.died(actor, actor.death_blob, in_flight=in_flight)
         elif actor.state == "stopping":  # its supervisor restarts it with its siblings
@@ -334,9 +474,12 @@ class ActorManager:
     def _may_restart(self, actor: ActorRecord) -> bool:
         return actor.max_restarts < 0 or actor.restarts < actor.max_restarts
 
-    def _requeue_calls(self, actor: ActorRecord, in_flight: list, how: str) -> None:
+    def _requeue_calls(self, actor: ActorRecord, in_flight: list, how: str,
+                       front: bool = True) -> None:
         """Calls the dead process owed: retried on the next incarnation while
-        max_task_retries allows, else they fail with ActorUnavailableError (Ray's rule)."""
+        max_task_retries allows, else they fail with ActorUnavailableError (Ray's rule).
+        ``front=False``: a direct call the head heard of after the death, which follows the
+        calls requeued then."""
         retry = []
         tasks = self.head.tasks
         for task in in_flight:
@@ -352,7 +495,11 @@ class ActorManager:
                     f"running {task.spec[S.NAME]}, which may or may not have run. The actor "
                     "is restarting; set max_task_retries to retry such calls.",
                     actor.actor_id.hex())))
-        actor.pending.extendleft(reversed(retry))
+        if front:
+            actor.pending.extendleft(reversed(retry))
+        else:
+            for task in retry:
+                self.resubmit(task)
 
     def restart(self, actor: ActorRecord) -> None:
         """Rebuild the actor in place (same id, same handles) from its constructor."""
@@ -411,3 +558,8 @@ class ActorManager:
             actor.exit_watchers = []
         actor.exit_watchers.append((client.key, req_id))
         return True
+
+
+def _unknown_actor(spec: list) -> bytes:
+    return dumps_plain(ActorDiedError(
+        f"Cannot call {spec[S.NAME]}: the actor is unknown to this cluster"))

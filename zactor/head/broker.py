@@ -53,6 +53,7 @@ class Broker:
         self.sys_path: list[str] = list(cfg.get("sys_path", []))
         self.dropped = 0
         self.functions_received = 0  # SUBMITs that carried a function or class
+        self.direct_calls = 0  # actor calls booked on the live incarnation from a CALLED
         self.stopping = False
         self._free_batches: dict[bytes, list[str]] = {}
         self.handlers = {
@@ -70,6 +71,7 @@ class Broker:
             Msg.GOODBYE: self.on_goodbye,
             Msg.CHECKPOINT: self.on_checkpoint,
             Msg.LOST: self.on_lost,
+            Msg.CALLED: self.on_called,
         }
         if agent is not None:
             node = Node(agent.node_id, agent, agent.resources, agent.info)
@@ -207,6 +209,8 @@ class Broker:
     def drop_client(self, client: Client) -> None:
         self.clients.pop(client.key, None)
         self.drivers.pop(client.key, None)
+        self.tasks.client_gone(client.key)
+        self.actors.client_gone(client.key)
         self.objects.release_all(client.holds)
         for actor_id, n in list(client.actor_holds.items()):
             for _ in range(n):
@@ -306,6 +310,12 @@ class Broker:
         else:
             raise ProtocolError(f"unknown task kind {kind}")
 
+    def on_called(self, client: Client, fields: list, frames: list) -> None:
+        spec, address = fields
+        if spec[S.KIND] != TaskKind.ACTOR_CALL or spec[S.DEPS] or not isinstance(address, str):
+            raise ProtocolError("CALLED: not a direct actor call")
+        self.actors.called(client, spec, address, frames[0])
+
     def on_put(self, client: Client, fields: list, frames: list) -> None:
         oid, loc, contained, contained_actors = fields
         self.objects.create(oid, client.key, client.holds)
@@ -358,8 +368,8 @@ class Broker:
         worker = client.worker
         if worker is None:
             raise ProtocolError("TASK_DONE from a driver")
-        task_id, results, retryable = fields
-        self.tasks.on_done(worker, task_id, results, retryable, frames)
+        task_id, results, retryable, direct = fields
+        self.tasks.on_done(worker, task_id, results, retryable, frames, direct)
 
     def on_blocked(self, client: Client, fields: list, _frames) -> None:
         worker = client.worker
@@ -385,10 +395,11 @@ class Broker:
         self.actors.kill(fields[0], bool(fields[1]))
 
     def on_actor_ready(self, client: Client, fields: list, frames: list) -> None:
-        actor_id, failed = fields
+        actor_id, failed, address = fields
         if client.worker is None:
             raise ProtocolError("ACTOR_READY from a driver")
-        self.actors.ready(client.worker, actor_id, bool(failed), frames[0] if failed else None)
+        self.actors.ready(client.worker, actor_id, bool(failed), frames[0] if failed else None,
+                          address if isinstance(address, str) else None)
 
     def on_checkpoint(self, client: Client, fields: list, frames: list) -> None:
         self.actors.save_checkpoint(fields[0], frames[0])
@@ -446,6 +457,8 @@ class Broker:
                     "actor_records": len(self.actors.actors),
                     "functions": len(self.tasks.functions),
                     "functions_received": self.functions_received,
+                    "direct_calls": self.direct_calls,
+                    "early_results": len(self.tasks.early),
                     "lineage": len(self.tasks.lineage)}
         if what == "worker_pids":
             return sorted(self.workers_by_pid)

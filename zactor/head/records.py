@@ -46,7 +46,7 @@ class Worker:
 class TaskRecord:
     __slots__ = ("spec", "task_id", "frames", "owner", "return_ids", "place", "hold", "shape",
                  "waiting", "worker", "node", "assigned", "retries_left", "parent", "state",
-                 "acquired", "cancelled")
+                 "acquired", "cancelled", "caller", "direct")
 
     def __init__(self, spec: list, frames: list, owner: bytes, return_ids: list[bytes],
                  place: dict, hold: dict) -> None:
@@ -68,13 +68,15 @@ class TaskRecord:
         self.state = "waiting"
         self.acquired = False
         self.cancelled = False
+        self.caller: CallerState | None = None  # an actor call's caller, as its actor sees it
+        self.direct = False  # an actor call that went straight to the actor's worker
 
 
 class ActorRecord:
     __slots__ = ("actor_id", "create", "name", "namespace", "detached", "worker", "state",
                  "pending", "refs", "death_blob", "options", "class_name", "args_pinned",
                  "max_restarts", "max_task_retries", "restarts", "checkpoint", "supervisor",
-                 "exit_watchers", "restart_at")
+                 "exit_watchers", "restart_at", "address", "callers")
 
     def __init__(self, actor_id: bytes, create: TaskRecord, options: dict) -> None:
         self.actor_id = actor_id
@@ -99,3 +101,21 @@ class ActorRecord:
         self.supervisor: bytes | None = options.get("supervisor")
         self.exit_watchers: list | None = None  # (client key, request id) told of a death
         self.restart_at = 0.0
+        self.address: str | None = None  # the live incarnation's socket for direct calls
+        self.callers: dict[bytes, CallerState] = {}  # client key -> its calls to this actor
+
+
+class CallerState:
+    """One client's calls to one actor, as the head counts them to grant direct routes
+    (see zactor._direct)."""
+
+    __slots__ = ("key", "seen", "inflight", "direct_inflight", "granted", "held")
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self.seen = 0  # calls received from the client (SUBMIT or CALLED)
+        self.inflight = 0  # of those, not finished
+        self.direct_inflight = 0  # of those, direct ones on the live incarnation
+        self.granted: str | None = None  # the address the client was last granted
+        #: Brokered calls waiting for the direct calls before them to finish.
+        self.held: collections.deque = collections.deque()

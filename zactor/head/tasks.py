@@ -12,7 +12,7 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from zactor import _ids
+from zactor import _ids, config
 from zactor._serialization import dumps_plain
 from zactor.exceptions import ObjectLostError, TaskCancelledError, WorkerCrashedError
 from zactor.head.records import TaskRecord
@@ -35,6 +35,10 @@ class TaskManager:
         # Finished tasks kept (with their arguments pinned) because an object they made lives
         # only in a file that could be lost: they can run again to rebuild it.
         self.lineage: dict[bytes, TaskRecord] = {}
+        # Results of direct actor calls that reached the head before the caller's CALLED did:
+        # task id -> (node, results, retryable, blobs, replied), and who made each call.
+        self.early: dict[bytes, tuple] = {}
+        self.early_by_caller: dict[bytes, set[bytes]] = {}
 
     # -- submission --------------------------------------------------------------------------
 
@@ -173,9 +177,13 @@ class TaskManager:
             task.node.release(hold, task.assigned)
 
     def on_done(self, worker: Worker, task_id: bytes, results: list, retryable: bool,
-                blobs: list) -> None:
+                blobs: list, direct: list | None = None) -> None:
         if worker.actor is not None:
             task = worker.calls.pop(task_id, None)
+            if task is None and direct is not None:
+                self._stash_early(task_id, direct[0], (worker.node, results, retryable, blobs,
+                                                       bool(direct[1])))
+                return
         else:
             task = worker.task
             if task is not None and task.task_id == task_id:
@@ -188,13 +196,57 @@ class TaskManager:
         if task is None or task.state == "done":
             self._discard_results(results, worker.node)
             return
+        self.settle(task, worker.node, results, retryable, blobs,
+                    direct is not None and bool(direct[1]))
+
+    def settle(self, task: TaskRecord, node, results: list, retryable: bool, blobs: list,
+               replied: bool) -> None:
+        """A worker finished ``task``: retry it, or complete it with ``results`` (which its
+        caller already has if ``replied``)."""
         if retryable and task.retries_left != 0 and not task.cancelled:
             if task.retries_left > 0:
                 task.retries_left -= 1
-            self._discard_results(results, worker.node)
+            self._discard_results(results, node)
             self.retry(task)
             return
-        self.complete(task, results, blobs, worker.node)
+        self.complete(task, results, blobs, node, push_owner=not replied)
+
+    def _stash_early(self, task_id: bytes, caller: bytes, early: tuple) -> None:
+        stash = self.early
+        if len(stash) >= config.EARLY_RESULTS_MAX:  # callers that died before their CALLED
+            oldest = next(iter(stash))
+            self._drop_early(oldest, stash.pop(oldest))
+        stash[task_id] = early + (caller,)
+        ids = self.early_by_caller.get(caller)
+        if ids is None:
+            ids = self.early_by_caller[caller] = set()
+        ids.add(task_id)
+
+    def take_early(self, task_id: bytes) -> tuple | None:
+        """The results a direct call's worker sent before the call's CALLED arrived."""
+        if not self.early:
+            return None
+        early = self.early.pop(task_id, None)
+        if early is None:
+            return None
+        ids = self.early_by_caller.get(early[5])
+        if ids is not None:
+            ids.discard(task_id)
+            if not ids:
+                del self.early_by_caller[early[5]]
+        return early[:5]
+
+    def _drop_early(self, task_id: bytes, early: tuple) -> None:
+        ids = self.early_by_caller.get(early[5])
+        if ids is not None:
+            ids.discard(task_id)
+        self._discard_results(early[1], early[0])
+
+    def client_gone(self, key: bytes) -> None:
+        for task_id in self.early_by_caller.pop(key, ()):
+            early = self.early.pop(task_id, None)
+            if early is not None:
+                self._discard_results(early[1], early[0])
 
     def _discard_results(self, results: list, node) -> None:
         for r in results:
@@ -203,12 +255,18 @@ class TaskManager:
     def retry(self, task: TaskRecord) -> None:
         task.worker = None
         if task.spec[S.KIND] == TaskKind.ACTOR_CALL:
+            self.head.actors.undirect(task)
             self.head.actors.resubmit(task)
             return
         task.state = "queued"
         self.head.scheduler.enqueue(task, front=True)
 
-    def complete(self, task: TaskRecord, results: list, blobs: list, node) -> None:
+    def complete(self, task: TaskRecord, results: list, blobs: list, node,
+                 push_owner: bool = True) -> None:
+        if task.caller is not None and not task.direct:
+            # A direct route offered with the result, not after it: a synchronous caller
+            # sends its next call as soon as it has the result.
+            self.head.actors.grant_ahead(task)
         deliver = self.deliver
         i = 0
         for oid, status, loc, contained, contained_actors in results:
@@ -216,7 +274,7 @@ class TaskManager:
             if loc is None:
                 blob = blobs[i]
                 i += 1
-            deliver(oid, status, loc, blob, contained, contained_actors, node)
+            deliver(oid, status, loc, blob, contained, contained_actors, node, push_owner)
             if loc is not None and task.retries_left != 0 and \
                     task.spec[S.KIND] == TaskKind.TASK:
                 self._keep_lineage(task)
@@ -242,6 +300,8 @@ class TaskManager:
         if task.state == "queued":
             self.head.scheduler.remove(task)
         task.state = "done"
+        if task.caller is not None:
+            self.head.actors.call_finished(task)
         self.release_resources(task)
         self.tasks.pop(task.task_id, None)
         if task.parent:
@@ -304,12 +364,12 @@ class TaskManager:
         self.wait_for_deps(task)
 
     def deliver(self, oid: bytes, status: int, loc, blob, contained, contained_actors,
-                node) -> None:
+                node, push_owner: bool = True) -> None:
         head = self.head
         header = None
         owner = None
         pending = self.objects.entries.get(oid)
-        if pending is not None and pending.status is None and pending.owner:
+        if push_owner and pending is not None and pending.status is None and pending.owner:
             # The owner (often blocked in get) hears first; the bookkeeping follows.
             owner = head.clients.get(pending.owner)
             if owner is not None and oid in owner.holds:

@@ -33,7 +33,7 @@ from zactor._args import unpack_args
 from zactor._client import CoreClient
 from zactor._ids import return_ids
 from zactor._object_ref import ObjectRef
-from zactor._transport import dealer
+from zactor._transport import POLLIN, dealer, has_message, recv_parts, send_routed, zmq_poll
 from zactor.exceptions import ActorDiedError, TaskCancelledError
 from zactor.protocol import Msg, ProtocolError, S, Status, TaskKind, decode, encode
 from zactor.worker.output import ForwardedStream
@@ -77,6 +77,11 @@ class WorkerRuntime:
         self.restarts = 0  # how often this actor was rebuilt before this incarnation
         self.checkpointing = False  # the actor defines __zactor_checkpoint__
         self.actor_meta: dict | None = None
+        # A plain actor's own ROUTER, for direct calls (zactor._direct), and the caller of the
+        # direct call running now.
+        self.direct: zmq.Socket | None = None
+        self.reply_to: bytes | None = None
+        self.head_address = cfg["address"]
         self.core = CoreClient(cfg["address"], "worker", node_id=self.node_id,
                                on_task=self._on_message, io_thread=False)
         self.stopping = threading.Event()
@@ -162,13 +167,53 @@ class WorkerRuntime:
         pump = self.core.pump
         while True:
             if not backlog:
-                pump(50)
+                if self.direct is None:
+                    pump(50)
+                else:
+                    self._pump_both()
                 continue
             mtype, fields, frames = backlog.popleft()
             if mtype == Msg.EXECUTE:
                 self._execute(fields, frames)
+            elif mtype == Msg.CALL:
+                self._execute_direct(frames)
             elif mtype == Msg.EXIT:
                 return self._exit()
+
+    def _pump_both(self) -> None:
+        """Wait for the head's socket or the actor's own; queue what came, in arrival order
+        per socket (each caller's direct calls all come on one connection, in order)."""
+        direct = self.direct
+        core = self.core
+        zmq_poll(self.watched, 50)
+        core.pump(0)
+        if has_message(direct):
+            backlog = self.backlog
+            while True:
+                try:
+                    frames = recv_parts(direct)
+                except zmq.Again:
+                    break
+                backlog.append((Msg.CALL, None, frames))
+                if not has_message(direct):
+                    break
+
+    def _execute_direct(self, frames: list) -> None:
+        try:
+            mtype, fields = decode(frames[1])
+        except (ProtocolError, IndexError):
+            log.warning("dropped a malformed direct call")
+            return
+        spec = fields[0]
+        if mtype != Msg.CALL or spec[S.ACTOR_ID] != self.actor_id or len(frames) != 3:
+            log.warning("dropped a direct call meant for another actor")
+            return
+        self.reply_to = frames[0][:-1]
+        try:
+            # Shaped as an EXECUTE: no function, no dependencies, no placement; args frame 1.
+            self._run_sync(spec, [spec, (), False, None], frames[1:])
+        finally:
+            self.reply_to = None
 
     def _exit(self) -> int:
         if self.pool is not None:
@@ -316,8 +361,8 @@ class WorkerRuntime:
             if values is None or len(values) != n:
                 got = "a non-iterable" if values is None else f"{len(values)} values"
                 raise ValueError(f"Task {spec[S.NAME]} has num_returns={n} but returned {got}")
-        results = []
-        blobs = []
+        results: list = []
+        blobs: list = []
         if self.checkpointing and spec[S.KIND] == TaskKind.ACTOR_CALL:
             # Saved before the result leaves, so a result the caller saw is never lost to
             # a restart.
@@ -338,7 +383,29 @@ class WorkerRuntime:
             else:
                 results.append((oid, Status.OK, None, ser.contained, ser.contained_actors))
                 blobs.append(ser.to_blob())
-        self.core.send(encode(Msg.TASK_DONE, task_id, results, False), blobs)
+        direct = None if self.reply_to is None else self._reply(results, blobs)
+        self.core.send(encode(Msg.TASK_DONE, task_id, results, False, direct), blobs)
+
+    def _reply(self, results: list, blobs: list) -> list:
+        """Answer a direct call's caller itself; the head then stores the results but does
+        not send them to the caller again. If the caller's inbound connection is not up yet
+        (ROUTER_MANDATORY says so), the head answers instead."""
+        caller = self.reply_to
+        identity = caller + b"<"
+        sock = self.direct
+        i = 0
+        try:
+            for result in results:
+                oid, status, loc = result[0], result[1], result[2]
+                if loc is None:
+                    send_routed(sock, identity, encode(Msg.OBJECT, oid, status, None),
+                                (blobs[i],))
+                    i += 1
+                else:
+                    send_routed(sock, identity, encode(Msg.OBJECT, oid, status, loc))
+        except zmq.ZMQError:
+            return [caller, False]
+        return [caller, True]
 
     def send_error(self, spec: list, exc: BaseException) -> None:
         if isinstance(exc, _ActorBroken):
@@ -366,7 +433,12 @@ class WorkerRuntime:
         task_id = spec[S.TASK_ID]
         n = spec[S.NUM_RETURNS]
         results = [(oid, Status.ERROR, None, (), ()) for oid in return_ids(task_id, n)]
-        self.core.send(encode(Msg.TASK_DONE, task_id, results, retryable), [blob] * n)
+        blobs = [blob] * n
+        direct = None
+        if self.reply_to is not None:
+            # A retryable failure is the head's to answer: it may run the call again.
+            direct = [self.reply_to, False] if retryable else self._reply(results, blobs)
+        self.core.send(encode(Msg.TASK_DONE, task_id, results, retryable, direct), blobs)
 
     # -- actors ------------------------------------------------------------------------------
 
@@ -399,7 +471,7 @@ class WorkerRuntime:
             self.actor_error_blob = _serialization.dumps_plain(err)
             for stream in (sys.stdout, sys.stderr):
                 stream.flush()
-            self.core.send(encode(Msg.ACTOR_READY, self.actor_id, True),
+            self.core.send(encode(Msg.ACTOR_READY, self.actor_id, True, None),
                            [self.actor_error_blob])
             return
         finally:
@@ -413,7 +485,27 @@ class WorkerRuntime:
             from concurrent.futures import ThreadPoolExecutor
 
             self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="zactor-actor")
-        self.core.send(encode(Msg.ACTOR_READY, self.actor_id, False))
+        elif not self.checkpointing:
+            # Only a plain actor takes direct calls: its main thread alone runs calls, so it
+            # alone uses the socket. A checkpointing actor must save its state with the head
+            # before any caller sees a result, so its results go through the head.
+            self._bind_direct()
+        address = self.direct.getsockopt_string(zmq.LAST_ENDPOINT) if self.direct else None
+        self.core.send(encode(Msg.ACTOR_READY, self.actor_id, False, address))
+
+    def _bind_direct(self) -> None:
+        if not self.head_address.startswith("ipc://"):
+            return
+        folder = os.path.dirname(self.head_address[len("ipc://"):])
+        sock = self.core.ctx.socket(zmq.ROUTER)
+        for opt, val in ((zmq.SNDHWM, 0), (zmq.RCVHWM, 0), (zmq.LINGER, 0),
+                         (zmq.ROUTER_MANDATORY, 1)):
+            sock.setsockopt(opt, val)
+        # A fresh name per incarnation: a caller still connected to a dead incarnation's
+        # address must never reach the next one.
+        sock.bind(f"ipc://{folder}/actor-{os.urandom(8).hex()}.sock")
+        self.direct = sock
+        self.watched = [(self.core.inp, POLLIN), (sock, POLLIN)]
 
 class _ActorBroken(Exception):
     """The actor's constructor failed; every call answers with that failure."""
