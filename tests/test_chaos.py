@@ -66,9 +66,10 @@ class Tally:
 
 
 class Killer(threading.Thread):
-    def __init__(self, duration: float):
+    def __init__(self, duration: float, victims=zactor.testing.worker_pids):
         super().__init__(name="chaos-killer", daemon=True)
         self.duration = duration
+        self.victims = victims
         self.kills = 0
         self.errors: list[BaseException] = []
         self.stop = threading.Event()
@@ -78,7 +79,7 @@ class Killer(threading.Thread):
         deadline = time.monotonic() + self.duration
         try:
             while time.monotonic() < deadline and not self.stop.is_set():
-                pids = zactor.testing.worker_pids()
+                pids = self.victims()
                 if pids:
                     try:
                         os.kill(self.rng.choice(pids), signal.SIGKILL)
@@ -153,3 +154,66 @@ def test_tasks_and_actors_stay_correct_while_workers_are_killed():
     print(f"chaos: pool whole again {time.monotonic() - healing:.1f} s after the killer stopped")
     for a in actors:
         zactor.kill(a)
+
+
+@zactor.remote(max_restarts=-1, max_task_retries=-1)
+class Doubler:
+    """A plain actor (no checkpoint), so its callers call it directly (zactor/_direct.py)."""
+
+    def twice(self, x):
+        return 2 * x
+
+    def pid(self):
+        return os.getpid()
+
+
+DIRECT_KILL_FOR_S = 8.0
+
+
+@pytest.mark.timeout(120)
+def test_direct_actor_calls_stay_correct_while_actor_processes_are_killed():
+    actors = [Doubler.remote() for _ in range(4)]
+    zactor.get([a.pid.remote() for a in actors], timeout=60)
+
+    def actor_pids():
+        return zactor.get([a.pid.remote() for a in actors], timeout=60)
+
+    before = zactor.testing.head_stats()["direct_calls"]
+    killer = Killer(DIRECT_KILL_FOR_S, actor_pids)
+    correct = 0
+    rounds = 0
+    deadline = time.monotonic() + 100
+    killer.start()
+    try:
+        while rounds == 0 or killer.is_alive():
+            timeout = max(1.0, deadline - time.monotonic())
+            base = rounds * 1000
+            for i, a in enumerate(actors):  # synchronous calls
+                x = base + i
+                assert zactor.get(a.twice.remote(x), timeout=timeout) == 2 * x
+                correct += 1
+            # A burst; every fourth one has an ObjectRef argument half-way (through the head,
+            # held behind the direct calls before it).
+            odd = base + 50 if rounds % 4 == 3 else None
+            refs = [[a.twice.remote(zactor.put(x) if x == odd else x)
+                     for x in range(base, base + 100)] for a in actors]
+            for batch in refs:
+                assert zactor.get(batch, timeout=timeout) == \
+                    [2 * x for x in range(base, base + 100)]
+                correct += len(batch)
+            rounds += 1
+    finally:
+        killer.stop.set()
+        killer.join(timeout=10)
+    assert not killer.errors, f"the killer failed: {killer.errors!r}"
+    direct = zactor.testing.head_stats()["direct_calls"] - before
+    print(f"\nchaos (direct calls): {correct} correct results in {rounds} rounds, "
+          f"{direct} calls went directly, {killer.kills} actor processes SIGKILLed")
+    assert killer.kills >= 10
+    assert direct > correct // 4
+
+    def settled():
+        stats = zactor.testing.head_stats()
+        return stats["tasks"] == 0 and stats["early_results"] == 0
+
+    wait_until(settled, timeout=30, message="the head's books settle")

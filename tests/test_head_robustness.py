@@ -45,6 +45,9 @@ def garbage_messages() -> list[list[bytes]]:
         # a well-formed SUBMIT whose spec is nonsense, from a peer that never said HELLO
         [bytes([version, submit]) + msgpack.packb([[0] * 3]), b"args"],
         [bytes(rng.getrandbits(8) for _ in range(17)), b"\x00" * 9, os.urandom(300)],
+        # the direct-call messages: a notice with a bad spec, and a call sent to the head
+        [bytes([version, int(Msg.CALLED)]) + msgpack.packb([[0] * 17, 5]), b"args"],
+        [bytes([version, int(Msg.CALL)]) + msgpack.packb([[0] * 17]), b"args"],
     ]
 
 
@@ -97,3 +100,53 @@ def test_head_stats_reports_dropped_messages_as_a_number():
     stats = zactor.testing.head_stats()
     assert isinstance(stats, dict)
     assert isinstance(stats["dropped_messages"], int) and stats["dropped_messages"] >= 0
+
+
+@pytest.mark.timeout(60)
+def test_an_actors_own_socket_drops_malformed_direct_calls():
+    from zactor import _api
+    from zactor._args import pack_args
+
+    @zactor.remote
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        def incr(self):
+            self.n += 1
+            return self.n
+
+    counter = Counter.remote()
+    assert zactor.get(counter.incr.remote(), timeout=30) == 1
+    address = _api.core().routes.active[counter._actor_id][0]
+    other_actor = b"\x01" * 16
+    spec = [b"\x02" * 16, 2, "Counter.incr", None, 1, {}, None, False, [], [], [],
+            other_actor, "incr", None, False, None, False]
+    messages = garbage_messages() + [
+        [bytes([VERSION, int(Msg.CALL)]) + msgpack.packb([spec]), b"args"],  # another actor's
+        [bytes([VERSION, int(Msg.CALL)]) + msgpack.packb([[1, 2]]), b"args"],  # a short spec
+        [bytes([VERSION, int(Msg.CALL)]) + msgpack.packb([None]), b"args"],
+    ]
+    # Then a valid call on the same connection: once it has run, so has all of the above. Its
+    # sender cannot be answered directly and never tells the head, which keeps the result.
+    valid = list(spec)
+    valid[11] = counter._actor_id
+    valid[0] = b"\x03" * 16
+    args_blob = pack_args((), {}, "test")[0].to_blob()
+    messages.append([bytes([VERSION, int(Msg.CALL)]) + msgpack.packb([valid]), args_blob])
+    early = zactor.testing.head_stats()["early_results"]
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 2000)
+    try:
+        sock.connect(address)
+        for frames in messages:
+            sock.send_multipart(frames)
+    finally:
+        sock.close()
+        ctx.term()
+    wait_until(lambda: zactor.testing.head_stats()["early_results"] == early + 1,
+               message="the actor ran the valid call behind the malformed ones")
+    # The actor, its state and its direct route are intact.
+    assert [zactor.get(counter.incr.remote(), timeout=30) for _ in range(3)] == [3, 4, 5]
+    assert counter._actor_id in _api.core().routes.active

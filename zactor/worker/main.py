@@ -35,7 +35,16 @@ from zactor._ids import return_ids
 from zactor._object_ref import ObjectRef
 from zactor._transport import POLLIN, dealer, has_message, recv_parts, send_routed, zmq_poll
 from zactor.exceptions import ActorDiedError, TaskCancelledError
-from zactor.protocol import Msg, ProtocolError, S, Status, TaskKind, decode, encode
+from zactor.protocol import (
+    SPEC_FIELDS,
+    Msg,
+    ProtocolError,
+    S,
+    Status,
+    TaskKind,
+    decode,
+    encode,
+)
 from zactor.worker.output import ForwardedStream
 
 log = logging.getLogger(__name__)
@@ -201,12 +210,13 @@ class WorkerRuntime:
     def _execute_direct(self, frames: list) -> None:
         try:
             mtype, fields = decode(frames[1])
-        except (ProtocolError, IndexError):
-            log.warning("dropped a malformed direct call")
-            return
-        spec = fields[0]
-        if mtype != Msg.CALL or spec[S.ACTOR_ID] != self.actor_id or len(frames) != 3:
-            log.warning("dropped a direct call meant for another actor")
+            spec = fields[0]
+            if mtype != Msg.CALL or len(frames) != 3 or len(spec) != len(SPEC_FIELDS) or \
+                    spec[S.ACTOR_ID] != self.actor_id or spec[S.KIND] != TaskKind.ACTOR_CALL \
+                    or spec[S.DEPS] or not isinstance(spec[S.METHOD], str):
+                raise ProtocolError("not a direct call to this actor")
+        except (ProtocolError, IndexError, TypeError) as exc:
+            log.warning("dropped a malformed direct call: %s", exc)
             return
         self.reply_to = frames[0][:-1]
         try:
