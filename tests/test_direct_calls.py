@@ -260,3 +260,37 @@ def test_results_a_dead_actor_owed_directly_come_from_the_head(monkeypatch):
     monkeypatch.setattr(core, "_dispatch", real)
     os.kill(pid, signal.SIGKILL)  # the head revokes the route; the caller asks it instead
     assert zactor.get(ref, timeout=30) == 5
+
+
+@pytest.mark.timeout(60)
+def test_a_caller_that_gave_up_its_route_forgets_a_dead_actors_socket(tmp_path):
+    log = Log.remote()
+    pid = zactor.get(log.pid.remote(), timeout=30)
+    routes = _api.core().routes
+    address = routes.active[log._actor_id][0]
+    blocked = log.wait_for.remote(str(tmp_path / "never"), None)  # direct, in flight
+    held = log.add.remote(zactor.put(1))  # through the head: the route ends here
+    assert log._actor_id not in routes.active and address in routes.sockets
+    os.kill(pid, signal.SIGKILL)
+    for ref in (blocked, held):
+        with pytest.raises(zactor.exceptions.ActorDiedError):
+            zactor.get(ref, timeout=30)
+    # Told by the head, the caller closed its socket and stopped reconnecting to the address.
+    wait_until(lambda: address not in routes.sockets and address not in routes.peers,
+               message="the dead actor's address forgotten")
+
+
+@pytest.mark.timeout(60)
+def test_routes_beyond_the_limit_evict_the_oldest_without_losing_its_answers(monkeypatch):
+    monkeypatch.setattr(zactor.config, "DIRECT_ROUTES_MAX", 1)
+    first, second = Log.remote(), Log.remote()
+    zactor.get(first.add.remote(0), timeout=30)
+    routes = _api.core().routes
+    assert first._actor_id in routes.active
+    refs = [first.add.remote(i) for i in range(1, 300)]  # direct, many still in flight when
+    zactor.get(second.add.remote(0), timeout=30)  # ... the second actor's route evicts them
+    assert second._actor_id in routes.active and first._actor_id not in routes.active
+    assert len(routes.sockets) == 1
+    assert zactor.get(refs, timeout=30) == list(range(1, 300))
+    assert zactor.get(first.items_so_far.remote(), timeout=30) == list(range(300))
+    wait_until(settled, message="the head's books settle")

@@ -88,23 +88,22 @@ class Routes:
             self._forget_peer(address)
             self._ask_head(actor_id)
             return
-        if address not in self.peers:
-            # First, so the actor can answer the first direct call on it (if this connection is
-            # not up yet when it answers, the actor leaves the answer to the head).
-            client.inp.connect(address)
-            self.peers.add(address)
-        evicted = None
+        evicted = []
         with client._send_lock:
             if self.sent.get(actor_id, 0) != seen or actor_id in self.active or client._closed:
                 return  # calls were sent since the head looked: a later grant will come
+            if address not in self.peers:
+                # Before the first call, so the actor can answer it directly (if this
+                # connection is not up yet when it answers, it leaves the answer to the head).
+                client.inp.connect(address)
+                self.peers.add(address)
             sock = self.sockets.get(address)
             if sock is None:
-                if len(self.sockets) >= config.DIRECT_ROUTES_MAX:
-                    evicted = self._evict_locked()
+                while self.sockets and len(self.sockets) >= config.DIRECT_ROUTES_MAX:
+                    evicted.append(self._evict_locked())
                 sock = self.sockets[address] = dealer(client.ctx, client.key + b">", address)
             self.active[actor_id] = (address, sock)
-        if evicted is not None:
-            old_actor, old_address = evicted
+        for old_actor, old_address in evicted:
             self._forget_peer(old_address)
             if old_actor is not None:
                 self._ask_head(old_actor)

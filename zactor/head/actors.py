@@ -299,7 +299,7 @@ class ActorManager:
             return
         client = self.head.clients.get(caller.key)
         if client is not None:
-            caller.granted = actor.address
+            caller.granted = caller.connected = actor.address
             self.head.send(client.inbox, encode(Msg.ROUTE, actor.actor_id, actor.address,
                                                 caller.seen))
 
@@ -324,8 +324,8 @@ class ActorManager:
             return
         header = encode(Msg.ROUTE, actor.actor_id, address, -1)
         for caller in actor.callers.values():
-            if caller.granted == address:
-                caller.granted = None
+            if caller.connected == address:
+                caller.granted = caller.connected = None
                 self.head.send(caller.key + b"<", header)
 
     def client_gone(self, key: bytes) -> None:

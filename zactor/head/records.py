@@ -109,13 +109,16 @@ class CallerState:
     """One client's calls to one actor, as the head counts them to grant direct routes
     (see zactor._direct)."""
 
-    __slots__ = ("key", "seen", "inflight", "direct_inflight", "granted", "held")
+    __slots__ = ("key", "seen", "inflight", "direct_inflight", "granted", "connected", "held")
 
     def __init__(self, key: bytes) -> None:
         self.key = key
         self.seen = 0  # calls received from the client (SUBMIT or CALLED)
         self.inflight = 0  # of those, not finished
         self.direct_inflight = 0  # of those, direct ones on the live incarnation
-        self.granted: str | None = None  # the address the client was last granted
+        self.granted: str | None = None  # the address of the route the client may hold now
+        # The address the client may still have sockets to (a route it gave up keeps them):
+        # told when that process dies, so the client stops reconnecting to it.
+        self.connected: str | None = None
         #: Brokered calls waiting for the direct calls before them to finish.
         self.held: collections.deque = collections.deque()

@@ -5,6 +5,8 @@
                                        │  for concurrent and async actors)
     head ◄─TASK_DONE── "out" DEALER ◄──┘
     head ──CANCEL────► "control" DEALER ──► control thread ──SIGINT──► main thread
+    caller ──CALL────► the actor's own ROUTER ──► main thread ──OBJECT──► caller
+                       (plain actors only: direct calls, see zactor/_direct.py)
 
 The main thread is its own I/O thread: a task costs no hand-off between threads, and a task
 blocked in ``get`` keeps reading the socket itself. Only cancellation needs another thread,
