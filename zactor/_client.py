@@ -8,7 +8,9 @@
 
 Each client has two DEALER sockets with related identities (``key + b">"`` and
 ``key + b"<"``): any thread sends on the first under a lock, so a call costs no thread hop on
-the way out; only the I/O thread reads the second. The head treats both as one client.
+the way out; only the I/O thread reads the second. The head treats both as one client. Calls
+to actors the head granted a direct route to go on a DEALER per actor, and their results come
+back on the inbound socket, connected to those actors too (``routes``, see zactor._direct).
 """
 
 from __future__ import annotations
@@ -117,26 +119,22 @@ class CoreClient:
     # -- sending -----------------------------------------------------------------------------
 
     def send(self, header: bytes, frames: list | tuple = ()) -> None:
-        main = threading.get_ident() == self._pump_ident
-        if main:
-            self.critical += 1
-        try:
-            with self._send_lock:
-                if (_tracker.object_events or _tracker.actor_events) and (
-                    _tracker.has_borrow or _tracker.pending() > config.REF_BATCH
-                ):
-                    self._flush_refs_locked()
-                if frames:
-                    send_parts(self.out, (header, *frames))
-                else:
-                    _send(self.out, header, 0)
-        finally:
-            if main:
-                self._leave_critical()
+        self._send_locked(self._send_out, header, frames)
 
     def send_call(self, actor_id: bytes, spec: list, frames: list, direct_ok: bool,
                   return_ids: list[bytes]) -> None:
         """Send an actor call: straight to the actor when a route allows (zactor._direct)."""
+        self._send_locked(self.routes.send_call, actor_id, spec, frames, direct_ok, return_ids)
+
+    def _send_out(self, header: bytes, frames: list | tuple) -> None:
+        if frames:
+            send_parts(self.out, (header, *frames))
+        else:
+            _send(self.out, header, 0)
+
+    def _send_locked(self, send: Callable, *args: Any) -> None:
+        """Run ``send`` under the send lock, after any reference releases that must go
+        first; on a worker's main thread, as a section a cancellation must not split."""
         main = threading.get_ident() == self._pump_ident
         if main:
             self.critical += 1
@@ -146,7 +144,7 @@ class CoreClient:
                     _tracker.has_borrow or _tracker.pending() > config.REF_BATCH
                 ):
                     self._flush_refs_locked()
-                self.routes.send_call(actor_id, spec, frames, direct_ok, return_ids)
+                send(*args)
         finally:
             if main:
                 self._leave_critical()
@@ -168,10 +166,13 @@ class CoreClient:
         if not (oa or od or aa or ad) or self._closed:
             return
         if od:
+            waiting = self.routes.waiting
             with self._lock:
                 objects = self._objects
                 for oid in od:
                     objects.pop(oid, None)
+                    if waiting:
+                        waiting.pop(oid, None)
                     self._subscribed.discard(oid)
                     self._expected.discard(oid)
                     self._dropped[oid] = None

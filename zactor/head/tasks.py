@@ -180,7 +180,7 @@ class TaskManager:
                 blobs: list, direct: list | None = None) -> None:
         if worker.actor is not None:
             task = worker.calls.pop(task_id, None)
-            if task is None and direct is not None:
+            if task is None and direct is not None and direct[0] in self.head.clients:
                 self._stash_early(task_id, direct[0], (worker.node, results, retryable, blobs,
                                                        bool(direct[1])))
                 return
