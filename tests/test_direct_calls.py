@@ -294,3 +294,13 @@ def test_routes_beyond_the_limit_evict_the_oldest_without_losing_its_answers(mon
     assert zactor.get(refs, timeout=30) == list(range(1, 300))
     assert zactor.get(first.items_so_far.remote(), timeout=30) == list(range(300))
     wait_until(settled, message="the head's books settle")
+
+
+@pytest.mark.timeout(60)
+def test_direct_calls_can_be_turned_off(monkeypatch):
+    monkeypatch.setattr(zactor.config, "DIRECT_ROUTES_MAX", 0)  # ZACTOR_DIRECT_ROUTES_MAX=0
+    log = Log.remote()
+    before = direct_calls()
+    assert [zactor.get(log.add.remote(i), timeout=30) for i in range(20)] == list(range(20))
+    assert direct_calls() == before
+    assert log._actor_id not in _api.core().routes.active

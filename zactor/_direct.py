@@ -88,6 +88,8 @@ class Routes:
             self._forget_peer(address)
             self._ask_head(actor_id)
             return
+        if config.DIRECT_ROUTES_MAX <= 0:
+            return
         evicted = []
         with client._send_lock:
             if self.sent.get(actor_id, 0) != seen or actor_id in self.active or client._closed:

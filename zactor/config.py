@@ -42,7 +42,7 @@ REF_BATCH: int = _env_int("REF_BATCH", 256)
 REF_FLUSH_S: float = _env_float("REF_FLUSH_S", 0.05)
 
 #: Actors one process calls directly at most (each route is two socket connections); calls to
-#: others go through the head.
+#: others go through the head. 0 turns direct calls off.
 DIRECT_ROUTES_MAX: int = _env_int("DIRECT_ROUTES_MAX", 32)
 #: Results of direct calls the head keeps, at most, while it waits for the caller's notice of
 #: the call (normally microseconds; only a caller that died in between leaves them behind).
