@@ -14,7 +14,7 @@ from remote_helpers import touch, wait_for_path, wait_until
 
 import zactor
 import zactor._direct
-from zactor import _api
+from zactor import _api, _state
 from zactor.exceptions import ActorUnavailableError, TaskCancelledError
 from zactor.testing import head_stats
 
@@ -42,6 +42,12 @@ class Log:
 
     def wait_for(self, path, value):
         wait_for_path(path)
+        return value
+
+    def wait_then_see_a_cancel(self, path, value):
+        """Wait for ``path``, then until this worker has heard of a cancelled call."""
+        wait_for_path(path)
+        wait_until(lambda: _state.worker.cancelled, message="the cancel reaches the worker")
         return value
 
     def array(self, n):
@@ -208,15 +214,12 @@ def test_a_direct_call_can_be_cancelled_before_it_runs(tmp_path):
     zactor.get(log.add.remote(0), timeout=30)
     before = direct_calls()
     gate = str(tmp_path / "go")
-    blocked = log.wait_for.remote(gate, "done")
+    blocked = log.wait_then_see_a_cancel.remote(gate, "done")
     victim = log.add.remote("never")
     after = log.add.remote("after")
     wait_until(lambda: direct_calls() - before >= 3, message="the head hears of the calls")
     zactor.cancel(victim)
-    # A round trip to the head: it has handled the cancel, and sent it on to the worker,
-    # whose control thread marks the call before the blocked call sees the gate.
-    head_stats()
-    touch(gate)
+    touch(gate)  # the blocked call returns once the worker has marked the victim
     assert zactor.get(blocked, timeout=30) == "done"
     with pytest.raises(TaskCancelledError):
         zactor.get(victim, timeout=30)
