@@ -30,9 +30,6 @@ from zactor.exceptions import ActorDiedError, ActorUnavailableError
 pytestmark = pytest.mark.usefixtures("cluster")
 
 
-
-
-
 @zactor.remote
 def add(a, b):
     return a + b

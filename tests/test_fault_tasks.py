@@ -30,8 +30,6 @@ pytestmark = pytest.mark.usefixtures("cluster")
 POOL_SIZE = 2  # the default CLUSTER_KWARGS of conftest: num_cpus=2
 
 
-
-
 def wait_for_attempts(path, n: int, timeout: float = 30) -> list[int]:
     wait_until(lambda: len(attempt_pids(path)) >= n, timeout=timeout,
                message=f"{n} attempt(s) recorded in {path}")

@@ -328,21 +328,28 @@ class CoreClient:
     def pump(self, timeout_ms: int) -> None:
         """Read and handle what the head sent, waiting up to ``timeout_ms`` for the first
         message; flush batched reference releases when they are due."""
+        if wait_readable(self.inp, timeout_ms):
+            self.drain()
+        self.flush_if_due()
+
+    def drain(self) -> None:
+        """Handle every message waiting on the inbound socket, without waiting for more."""
         inp = self.inp
-        if wait_readable(inp, timeout_ms):
-            dispatch = self._dispatch
-            self.critical += 1
-            try:
-                while True:
-                    try:
-                        frames = recv_parts(inp)
-                    except zmq.Again:
-                        break
-                    dispatch(frames)
-                    if not has_message(inp):
-                        break
-            finally:
-                self._leave_critical()
+        dispatch = self._dispatch
+        self.critical += 1
+        try:
+            while True:
+                try:
+                    frames = recv_parts(inp)
+                except zmq.Again:
+                    break
+                dispatch(frames)
+                if not has_message(inp):
+                    break
+        finally:
+            self._leave_critical()
+
+    def flush_if_due(self) -> None:
         if (_tracker.object_events or _tracker.actor_events) and (
             time.monotonic() - self._last_flush > config.REF_FLUSH_S
         ):

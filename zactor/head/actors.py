@@ -173,52 +173,38 @@ class ActorManager:
             actor.checkpoint = blob
 
     def call(self, client: Client, spec: list, args_blob) -> None:
-        tasks = self.head.tasks
         actor = self.actors.get(spec[S.ACTOR_ID])
         caller = None
         if actor is not None:
-            caller = self._caller(actor, client.key)
-            caller.seen += 1
-            caller.inflight += 1
+            caller = self._count_call(actor, client.key)
             caller.granted = None  # a brokered call: the client holds no route now
             if caller.held or caller.direct_inflight:
                 # It must not overtake the client's direct calls: it waits until they finish.
-                task = tasks.new_record(client, spec, args_blob, {}, {}, spec[S.NUM_RETURNS])
-                task.caller = caller
-                if not tasks.pin_args(task):
-                    return
-                if spec[S.MAX_RETRIES] is None:
-                    task.retries_left = actor.max_task_retries
-                task.state = "held"
-                caller.held.append(task)
+                task = self._book(client, spec, args_blob, actor, caller)
+                if task is not None:
+                    task.state = "held"
+                    caller.held.append(task)
                 return
-        if actor is not None and actor.worker is not None and not spec[S.DEPS] and \
-                actor.state not in ("dead", "stopping"):
-            # The common case, on the synchronous call's critical path: forward first, book
-            # after (execute_frames would send exactly this: no function, no deps, no
-            # placement for a call).
-            worker = actor.worker
-            self.head.send(worker.client.inbox, encode(Msg.EXECUTE, spec, (), False, None),
-                           (args_blob,))
-            task = tasks.new_record(client, spec, args_blob, {}, {}, spec[S.NUM_RETURNS])
-            task.caller = caller
-            tasks.pin_args(task)
-            if spec[S.MAX_RETRIES] is None:
-                task.retries_left = actor.max_task_retries
-            task.worker = worker
-            task.state = "running"
-            worker.calls[task.task_id] = task
+            if actor.worker is not None and not spec[S.DEPS] and \
+                    actor.state not in ("dead", "stopping"):
+                # The common case, on the synchronous call's critical path: forward first,
+                # book after (execute_frames would send exactly this: no function, no deps,
+                # no placement for a call).
+                worker = actor.worker
+                self.head.send(worker.client.inbox,
+                               encode(Msg.EXECUTE, spec, (), False, None), (args_blob,))
+                task = self._book(client, spec, args_blob, actor, caller)
+                task.worker = worker
+                task.state = "running"
+                worker.calls[task.task_id] = task
+                return
+        task = self._book(client, spec, args_blob, actor, caller)
+        if task is None:
             return
-        task = tasks.new_record(client, spec, args_blob, {}, {}, spec[S.NUM_RETURNS])
-        task.caller = caller
-        if not tasks.pin_args(task):
-            return
-        if actor is not None and spec[S.MAX_RETRIES] is None:
-            task.retries_left = actor.max_task_retries
         if actor is None:
-            tasks.complete_all(task, 1, None, _unknown_actor(spec))
+            self.head.tasks.complete_all(task, 1, None, _unknown_actor(spec))
         elif actor.state == "dead":
-            tasks.complete_all(task, 1, None, actor.death_blob)
+            self.head.tasks.complete_all(task, 1, None, actor.death_blob)
         elif actor.worker is None or actor.state == "stopping":
             task.state = "queued"
             actor.pending.append(task)
@@ -230,39 +216,50 @@ class ActorManager:
         as running there, or, if that incarnation is gone, treat it as a call its process
         owed when it died."""
         tasks = self.head.tasks
-        task = tasks.new_record(client, spec, args_blob, {}, {}, spec[S.NUM_RETURNS])
-        early = tasks.take_early(task.task_id)  # the actor may have answered already
+        early = tasks.take_early(spec[S.TASK_ID])  # the actor may have answered already
         actor = self.actors.get(spec[S.ACTOR_ID])
-        if actor is None:
-            if early is not None:
-                tasks.settle(task, *early)
-            else:
-                tasks.complete_all(task, 1, None, _unknown_actor(spec))
+        caller = None if actor is None else self._count_call(actor, client.key)
+        task = self._book(client, spec, args_blob, actor, caller)
+        if task is None:  # pragma: no cover - a direct call carries no dependency to lose
             return
-        caller = self._caller(actor, client.key)
-        caller.seen += 1
-        caller.inflight += 1
-        task.caller = caller
-        tasks.pin_args(task)
-        if spec[S.MAX_RETRIES] is None:
-            task.retries_left = actor.max_task_retries
-        worker = actor.worker
-        if worker is not None and actor.address == address:
+        if early is not None:
+            if actor is not None and actor.worker is not None and actor.address == address:
+                self.head.direct_calls += 1
+                task.direct = True
+                caller.direct_inflight += 1
+            tasks.settle(task, *early)
+        elif actor is None:
+            tasks.complete_all(task, 1, None, _unknown_actor(spec))
+        elif actor.worker is not None and actor.address == address:
             self.head.direct_calls += 1
-            task.worker = worker
+            task.worker = actor.worker
             task.state = "running"
             task.direct = True
             caller.direct_inflight += 1
-            if early is None:
-                worker.calls[task.task_id] = task
-            else:
-                tasks.settle(task, *early)
-        elif early is not None:
-            tasks.settle(task, *early)
+            actor.worker.calls[task.task_id] = task
         elif actor.state == "dead":
             tasks.complete_all(task, 1, None, actor.death_blob)
         else:
             self._requeue_calls(actor, [task], "exited", front=False)
+
+    def _book(self, client: Client, spec: list, args_blob, actor: ActorRecord | None,
+              caller: CallerState | None) -> TaskRecord | None:
+        """The head's record of a call, its arguments pinned; None if one of them is gone
+        (the call has then failed)."""
+        tasks = self.head.tasks
+        task = tasks.new_record(client, spec, args_blob, {}, {}, spec[S.NUM_RETURNS])
+        task.caller = caller
+        if not tasks.pin_args(task):
+            return None
+        if actor is not None and spec[S.MAX_RETRIES] is None:
+            task.retries_left = actor.max_task_retries
+        return task
+
+    def _count_call(self, actor: ActorRecord, key: bytes) -> CallerState:
+        caller = self._caller(actor, key)
+        caller.seen += 1
+        caller.inflight += 1
+        return caller
 
     def _caller(self, actor: ActorRecord, key: bytes) -> CallerState:
         caller = actor.callers.get(key)

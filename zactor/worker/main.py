@@ -197,7 +197,8 @@ class WorkerRuntime:
         direct = self.direct
         core = self.core
         zmq_poll(self.watched, 50)
-        core.pump(0)
+        if has_message(core.inp):
+            core.drain()
         if has_message(direct):
             backlog = self.backlog
             while True:
@@ -208,6 +209,7 @@ class WorkerRuntime:
                 backlog.append((Msg.CALL, None, frames))
                 if not has_message(direct):
                     break
+        core.flush_if_due()
 
     def _execute_direct(self, frames: list) -> None:
         try:
