@@ -157,11 +157,7 @@ def shutdown() -> None:
         core.close(goodbye=(stop_cluster,))
         if stop_cluster:
             driver.cluster.stop()
-        tracker = _refs.tracker
-        tracker.object_events.clear()
-        tracker.actor_events.clear()
-        tracker.object_counts.clear()
-        tracker.actor_counts.clear()
+        _refs.tracker.clear()
 
 
 atexit.register(shutdown)

@@ -70,20 +70,17 @@ class ActorManager:
     # -- handles -----------------------------------------------------------------------------
 
     def hold(self, client: Client, actor_id: bytes) -> None:
+        """``client`` holds a handle to the actor (holding two is holding one)."""
         holds = client.actor_holds
-        holds[actor_id] = holds.get(actor_id, 0) + 1
-        self.add_ref(actor_id)
+        if actor_id not in holds:
+            holds.add(actor_id)
+            self.add_ref(actor_id)
 
     def unhold(self, client: Client, actor_id: bytes) -> None:
         holds = client.actor_holds
-        n = holds.get(actor_id)
-        if not n:
-            return
-        if n == 1:
-            del holds[actor_id]
-        else:
-            holds[actor_id] = n - 1
-        self.release(actor_id)
+        if actor_id in holds:
+            holds.discard(actor_id)
+            self.release(actor_id)
 
     def add_ref(self, actor_id: bytes) -> None:
         actor = self.actors.get(actor_id)

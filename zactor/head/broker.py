@@ -212,9 +212,8 @@ class Broker:
         self.tasks.client_gone(client.key)
         self.actors.client_gone(client.key)
         self.objects.release_all(client.holds)
-        for actor_id, n in list(client.actor_holds.items()):
-            for _ in range(n):
-                self.actors.unhold(client, actor_id)
+        for actor_id in list(client.actor_holds):
+            self.actors.unhold(client, actor_id)
 
     def on_goodbye(self, client: Client, fields: list, _frames) -> None:
         self.drop_client(client)

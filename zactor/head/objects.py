@@ -45,34 +45,37 @@ class ObjectDirectory:
         self.on_freed: Callable[[bytes], None] | None = None
         self.freed_count = 0
 
-    def create(self, object_id: bytes, owner: bytes | None, holds: dict | None) -> ObjectEntry:
-        """A pending object made by ``owner`` (a task return or a put), held once by it."""
+    def create(self, object_id: bytes, owner: bytes | None, holds: set | None) -> ObjectEntry:
+        """A pending object made by ``owner`` (a task return or a put), held by it."""
         entry = self.entries.get(object_id)
         if entry is None:
             entry = self.entries[object_id] = ObjectEntry(owner)
-        entry.refs += 1
-        if holds is not None:
-            holds[object_id] = holds.get(object_id, 0) + 1
+        if holds is None:
+            entry.refs += 1
+        elif object_id not in holds:
+            holds.add(object_id)
+            entry.refs += 1
         return entry
 
-    def add_ref(self, object_id: bytes, holds: dict | None = None) -> bool:
+    def add_ref(self, object_id: bytes, holds: set | None = None) -> bool:
+        """Count one more reference: a pin (``holds`` None) or a process that starts holding
+        the object (``holds``, the set of what that process holds: holding twice is holding).
+        False if the object does not exist."""
         entry = self.entries.get(object_id)
         if entry is None:
             return False
-        entry.refs += 1
         if holds is not None:
-            holds[object_id] = holds.get(object_id, 0) + 1
+            if object_id in holds:
+                return True
+            holds.add(object_id)
+        entry.refs += 1
         return True
 
-    def release(self, object_id: bytes, holds: dict | None = None) -> None:
+    def release(self, object_id: bytes, holds: set | None = None) -> None:
         if holds is not None:
-            n = holds.get(object_id)
-            if not n:
+            if object_id not in holds:
                 return  # a release this client never took: ignore it
-            if n == 1:
-                del holds[object_id]
-            else:
-                holds[object_id] = n - 1
+            holds.discard(object_id)
         entry = self.entries.get(object_id)
         if entry is None:
             return
@@ -80,10 +83,9 @@ class ObjectDirectory:
         if entry.refs <= 0 and entry.ready:
             self._free(object_id, entry)
 
-    def release_all(self, holds: dict) -> None:
-        for object_id, n in list(holds.items()):
-            for _ in range(n):
-                self.release(object_id, holds)
+    def release_all(self, holds: set) -> None:
+        for object_id in list(holds):
+            self.release(object_id, holds)
 
     def set_value(self, object_id: bytes, status: int, loc, blob, contained, contained_actors,
                   node) -> ObjectEntry | None:

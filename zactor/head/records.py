@@ -18,8 +18,10 @@ class Client:
         self.kind = kind
         self.pid = pid
         self.inbox = key + b"<"
-        self.holds: dict[bytes, int] = {}
-        self.actor_holds: dict[bytes, int] = {}
+        # What this process holds a reference to (a process holds a key or not: the count
+        # of its references is its own business, see zactor._refs).
+        self.holds: set[bytes] = set()
+        self.actor_holds: set[bytes] = set()
         self.worker: Worker | None = None
         self.info = info
         # Work this client submits runs in this namespace (a worker takes its task's).
