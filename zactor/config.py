@@ -48,9 +48,14 @@ DIRECT_ROUTES_MAX: int = _env_int("DIRECT_ROUTES_MAX", 32)
 #: the call (normally microseconds; only a caller that died in between leaves them behind).
 EARLY_RESULTS_MAX: int = _env_int("EARLY_RESULTS_MAX", 100_000)
 
-#: Extra workers (beyond one per CPU) the node keeps at most, for blocked tasks and zero-CPU
-#: tasks, per CPU.
+#: Workers per CPU a node runs at most that are not blocked in get (only zero-CPU tasks can need
+#: more than one per CPU). Workers blocked in get are bounded by memory instead (below); the
+#: drivers are warned each time a node's worker count doubles past this cap.
 MAX_WORKERS_PER_CPU: int = _env_int("MAX_WORKERS_PER_CPU", 8)
+#: Memory a worker is assumed to need, to bound how many start beyond the cap above.
+WORKER_MEMORY_ESTIMATE: int = _env_int("WORKER_MEMORY_ESTIMATE", 64 * 1024 * 1024)
+#: Share of the machine's memory that extra workers must leave available.
+MEMORY_RESERVE_FRACTION: float = _env_float("MEMORY_RESERVE_FRACTION", 0.1)
 #: Idle workers above the warm pool size exit after this many seconds.
 IDLE_WORKER_TIMEOUT_S: float = _env_float("IDLE_WORKER_TIMEOUT_S", 10.0)
 

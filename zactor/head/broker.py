@@ -47,7 +47,7 @@ class Broker:
         self.drivers: dict[bytes, Client] = {}
         self.workers_by_pid: dict[int, Worker] = {}
         self.objects = ObjectDirectory(self.free_file, self._release_actor)
-        self.scheduler = Scheduler(self._dispatch, self._spawn)
+        self.scheduler = Scheduler(self._dispatch, self._spawn, self.notify_drivers)
         self.tasks = TaskManager(self)
         self.actors = ActorManager(self)
         self.sys_path: list[str] = list(cfg.get("sys_path", []))
@@ -85,6 +85,14 @@ class Broker:
             send_routed(self.sock, identity, header, frames)
         except zmq.ZMQError as exc:  # pragma: no cover - peer vanished mid-send
             log.debug("send to %r failed: %s", identity, exc)
+
+    def notify_drivers(self, level: int, text: str) -> None:
+        """Log ``text`` in every driver (the head's own log would repeat it on the terminal
+        the head shares with its driver)."""
+        log.debug("told the drivers: %s", text)
+        header = encode(Msg.NOTICE, level, text)
+        for client in self.drivers.values():
+            self.send(client.inbox, header)
 
     def drop(self, why: str) -> None:
         self.dropped += 1
@@ -254,6 +262,7 @@ class Broker:
             # error naming the exit code) reaches the user through that work.
             log.info("worker pid %d %s", pid, how)
         self.tasks.worker_died(worker, how)
+        node.mark_blocked(worker, False)
         self.actors.worker_gone(worker, how)
         self.drop_client(worker.client)
         if not self.stopping:
@@ -379,7 +388,7 @@ class Broker:
             return
         task = worker.task
         cpu = task.hold.get("CPU", 0)
-        worker.blocked = blocked
+        worker.node.mark_blocked(worker, blocked)
         if cpu:
             if blocked:
                 worker.node.release({"CPU": cpu}, None)

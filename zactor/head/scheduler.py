@@ -3,25 +3,36 @@
 Ready tasks wait in one FIFO per resource shape, so a task that does not fit never holds up
 tasks of another shape behind it. A task is placed on a node whose free resources cover it and
 that has an idle worker; if resources are free but no worker is idle, the node's agent is asked
-to fork more (up to a cap per CPU), which is how nested tasks and zero-CPU tasks never deadlock
-a busy pool.
+to fork more, which is how nested tasks and zero-CPU tasks never deadlock a busy pool.
+
+Two bounds apply to those extra workers. Workers that are running (not blocked in ``get``) are
+capped per CPU, which only zero-CPU tasks can reach. Workers blocked in ``get`` are not capped
+by count: each waits on tasks it submitted, and those need workers of their own, so a tree of
+tasks as deep as the user's recursion needs that many (as in Ray). What bounds them is memory:
+no worker is started when the machine's available memory would drop below a reserve. The
+drivers are warned each time the node's worker count doubles past its cap, and told loudly when
+the memory bound stops a start, rather than left to wait in silence.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import math
+import time
 from collections.abc import Callable
 
 from zactor import config
 
 EPS = 1e-9
+#: Seconds between repeats of the warning that queued tasks cannot get a worker.
+_STARVED_NOTICE_S = 10.0
 
 
 class Node:
     __slots__ = ("node_id", "agent", "total", "available", "idle", "workers", "starting",
                  "gpu_free", "shm_dir", "alive", "warm_target", "info", "max_workers",
-                 "busy_actors")
+                 "busy_actors", "blocked", "warn_at", "starved_noticed")
 
     def __init__(self, node_id: bytes, agent, resources: dict, info: dict) -> None:
         self.node_id = node_id
@@ -39,6 +50,9 @@ class Node:
         self.max_workers = cpus * config.MAX_WORKERS_PER_CPU
         self.info = info
         self.busy_actors = 0
+        self.blocked = 0  # task workers blocked in get (their CPU is lent out)
+        self.warn_at = self.max_workers  # warn when the node's workers pass this, then double it
+        self.starved_noticed = 0.0
 
     def fits(self, req: dict) -> bool:
         avail = self.available
@@ -83,18 +97,33 @@ class Node:
                 self.gpu_free[i] = min(1.0, self.gpu_free[i] + (1.0 if amount >= 1 else amount))
 
     def worker_count(self) -> int:
-        """Workers that count against the cap: actors own theirs and are not capped."""
-        return len(self.workers) - self.busy_actors + self.starting
+        """Workers that count against the cap: actors own theirs, and a worker blocked in get
+        waits for the very tasks that need new workers, so neither is capped."""
+        return len(self.workers) - self.busy_actors - self.blocked + self.starting
+
+    def mark_blocked(self, worker, blocked: bool) -> None:
+        if worker.blocked != blocked:
+            worker.blocked = blocked
+            self.blocked += 1 if blocked else -1
+
+    def room_in_memory(self) -> int:
+        """How many more workers the machine's memory allows, keeping a reserve free."""
+        agent = self.agent
+        available = agent.available_memory()
+        reserve = agent.total_memory * config.MEMORY_RESERVE_FRACTION
+        return max(0, int((available - reserve) // config.WORKER_MEMORY_ESTIMATE))
 
 
 class Scheduler:
     """Queues of placeable work and the nodes they may go to."""
 
-    def __init__(self, dispatch: Callable, spawn: Callable[[Node, int], None]) -> None:
+    def __init__(self, dispatch: Callable, spawn: Callable[[Node, int], None],
+                 notice: Callable[[int, str], None]) -> None:
         self.nodes: dict[bytes, Node] = {}
         self.queues: dict[tuple, collections.deque] = {}
         self._dispatch = dispatch
         self._spawn = spawn
+        self._notice = notice  # (logging level, text): told to every driver
         self.queued = 0
 
     # -- nodes -------------------------------------------------------------------------------
@@ -178,8 +207,45 @@ class Scheduler:
             room = node.max_workers - node.worker_count()
             want = min(n, room) - node.starting
             if want > 0:
-                node.starting += want
-                self._spawn(node, want)
+                self._start_extra(node, want)
+
+    def _start_extra(self, node: Node, want: int) -> None:
+        """Start ``want`` workers beyond the warm pool, as far as memory allows."""
+        total = len(node.workers) + node.starting
+        if total + want > node.max_workers:
+            allowed = min(want, node.room_in_memory())
+            if allowed < want:
+                self._starved(node, want - allowed, total)
+            want = allowed
+            if want <= 0:
+                return
+        node.starting += want
+        self._spawn(node, want)
+        total += want
+        if total > node.warn_at:
+            while node.warn_at < total:
+                node.warn_at *= 2
+            self._notice(logging.WARNING, (
+                f"{total} worker processes have been started on node "
+                f"{node.node_id.hex()[:12]} ({node.blocked} of them blocked in get() on tasks "
+                f"they submitted). Nested tasks get workers of their own so that they never "
+                f"deadlock, but each worker costs memory: deep or wide trees of tasks that "
+                f"block in get() are better written to return ObjectRefs, or to wait() on "
+                f"fewer children at a time."))
+
+    def _starved(self, node: Node, short: int, running: int) -> None:
+        now = time.monotonic()
+        if now - node.starved_noticed < _STARVED_NOTICE_S:
+            return
+        node.starved_noticed = now
+        self._notice(logging.ERROR, (
+            f"Cannot start {short} more worker process(es) on node "
+            f"{node.node_id.hex()[:12]}: the machine's available memory is at its reserve "
+            f"({config.MEMORY_RESERVE_FRACTION:.0%} of total; about "
+            f"{config.WORKER_MEMORY_ESTIMATE / 2**20:.0f} MiB per worker is needed). "
+            f"{running} workers are running, {node.blocked} of them blocked in get(), and "
+            f"{self.queued} task(s) are queued: they start only as running tasks finish. If "
+            f"every worker is blocked waiting on queued tasks, this cannot progress."))
 
     def top_up(self, node: Node) -> None:
         """Keep ``warm_target`` idle-or-starting task workers on the node."""

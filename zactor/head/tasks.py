@@ -161,6 +161,7 @@ class TaskManager:
         task.node = node
         task.worker = worker
         task.state = "running"
+        node.mark_blocked(worker, False)  # a task that ended while blocked left it marked
         if task.spec[S.KIND] == TaskKind.ACTOR_CREATE:
             self.head.actors.placed(task, node, worker)
         else:
@@ -189,7 +190,7 @@ class TaskManager:
             if task is not None and task.task_id == task_id:
                 worker.task = None
                 self.release_resources(task)
-                worker.blocked = False
+                worker.node.mark_blocked(worker, False)
                 self.head.worker_idle(worker)
             else:
                 task = None

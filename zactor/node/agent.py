@@ -23,11 +23,15 @@ from zactor.node.zygote import ZygoteHandle, start_zygote
 log = logging.getLogger(__name__)
 
 
+def total_memory() -> int:
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
 def node_resources(cfg: dict) -> dict[str, float]:
     res: dict[str, float] = {"CPU": float(cfg["num_cpus"])}
     if cfg.get("num_gpus"):
         res["GPU"] = float(cfg["num_gpus"])
-    mem = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    mem = total_memory()
     res["memory"] = float(int(mem * 0.7))
     res["object_store_memory"] = float(cfg.get("object_store_memory") or int(mem * 0.3))
     res["node:127.0.0.1"] = 1.0
@@ -44,6 +48,7 @@ class NodeAgent:
         self.node_id = bytes.fromhex(cfg["node_id"])
         self.shm_dir = cfg["shm_dir"]
         self.resources = node_resources(cfg)
+        self.total_memory = total_memory()
         worker_cfg = {"address": cfg["address"], "node_id": cfg["node_id"],
                       "shm_dir": cfg["shm_dir"], "log_level": cfg.get("log_level", 30)}
         self.zygote: ZygoteHandle = start_zygote(worker_cfg)
@@ -62,6 +67,18 @@ class NodeAgent:
     def kill(self, pid: int, sig: int) -> None:
         if pid in self.workers:
             _process.kill(pid, sig)
+
+    @staticmethod
+    def available_memory() -> float:
+        """Bytes of memory the kernel says can be used without swapping (MemAvailable)."""
+        try:
+            with open("/proc/meminfo", "rb") as f:
+                for line in f:
+                    if line.startswith(b"MemAvailable:"):
+                        return float(int(line.split()[1]) * 1024)
+        except OSError:
+            pass
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
     def free(self, paths: list[str]) -> None:
         for path in paths:
