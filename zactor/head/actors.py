@@ -96,6 +96,29 @@ class ActorManager:
             self.terminate(actor, "all handles to it went out of scope")
         self._forget_if_unused(actor)
 
+    def owner_gone(self, client: Client) -> None:
+        """``client``'s process is gone: the non-detached actors it created die with it."""
+        for actor_id in client.owned_actors:
+            actor = self.actors.get(actor_id)
+            if actor is None or actor.state == "dead":
+                continue
+            log.info("actor %s dies with its owner, %s", actor.class_name, actor.owner)
+            self.died(actor, dumps_plain(ActorDiedError(
+                f"The actor {actor.class_name} died because its owner died: {actor.owner} is "
+                "gone. An actor shares the fate of the process that created it unless it was "
+                "created with lifetime='detached'.", actor_id.hex())), kill=True)
+        client.owned_actors.clear()
+
+    def owns_live_actors(self, client: Client) -> bool:
+        actors = self.actors
+        owned = client.owned_actors
+        for actor_id in list(owned):
+            actor = actors.get(actor_id)
+            if actor is not None and actor.state != "dead":
+                return True
+            owned.discard(actor_id)
+        return False
+
     def _forget_if_unused(self, actor: ActorRecord) -> None:
         """A dead actor nobody can call any more (no handle left) leaves the table."""
         if actor.state == "dead" and actor.refs <= 0:
@@ -113,6 +136,9 @@ class ActorManager:
         self.actors[actor.actor_id] = actor
         if actor.name is not None:
             self.names[(actor.namespace, actor.name)] = actor.actor_id
+        if not actor.detached:
+            client.owned_actors.add(actor.actor_id)
+            actor.owner = _describe_owner(client)
         self.hold(client, actor.actor_id)
         if tasks.pin_args(task):
             tasks.wait_for_deps(task)
@@ -552,6 +578,17 @@ class ActorManager:
             actor.exit_watchers = []
         actor.exit_watchers.append((client.key, req_id))
         return True
+
+
+def _describe_owner(client: Client) -> str:
+    if client.kind == "driver":
+        return f"the driver (pid {client.pid}) that created it"
+    worker = client.worker
+    if worker is not None and worker.actor is not None:
+        return f"the actor {worker.actor.class_name} (pid {client.pid}) that created it"
+    task = worker.task if worker is not None else None
+    what = f" running task {task.spec[S.NAME]}" if task is not None else ""
+    return f"the worker (pid {client.pid}{what}) that created it"
 
 
 def _unknown_actor(spec: list) -> bytes:

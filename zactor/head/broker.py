@@ -14,6 +14,7 @@ in ``dropped`` and logged — it never stops the loop.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from typing import Any
@@ -56,6 +57,8 @@ class Broker:
         self.direct_calls = 0  # actor calls booked on the live incarnation from a CALLED
         self.stopping = False
         self._free_batches: dict[bytes, list[str]] = {}
+        self.watched: list = [(self.sock, POLLIN)]
+        self.fd_handlers: dict[int, Any] = {}
         self.handlers = {
             Msg.SUBMIT: self.on_submit,
             Msg.PUT: self.on_put,
@@ -98,29 +101,35 @@ class Broker:
         self.dropped += 1
         log.warning("dropped a message: %s", why)
 
+    def watch_fd(self, fd: int, on_ready) -> None:
+        """Call ``on_ready()`` from the loop whenever ``fd`` is readable."""
+        self.watched.append((fd, POLLIN))
+        self.fd_handlers[fd] = on_ready
+
+    def unwatch_fd(self, fd: int) -> None:
+        self.watched = [w for w in self.watched if w[0] != fd]
+        self.fd_handlers.pop(fd, None)
+
     def run(self) -> None:
-        # zmq_poll on a fixed list: zmq.Poller wraps every result in enum objects.
-        watched: list = [(self.sock, POLLIN)]
-        driver_fd = None
         driver_pid = self.cfg.get("driver_pid")
         if driver_pid:
             driver_fd = pidfd(driver_pid)
             if driver_fd is None:
                 log.warning("the driver (pid %d) is already gone; stopping", driver_pid)
                 return
-            watched.append((driver_fd, POLLIN))
-        agent_fd = None
+            self.watch_fd(driver_fd, self._on_driver_exit)
         if self.agent is not None:
-            agent_fd = self.agent.events_fd
-            watched.append((agent_fd, POLLIN))
+            self.watch_fd(self.agent.events_fd, self._on_agent_events)
         sock = self.sock
         handle = self.handle
         schedule = self.scheduler.schedule
+        handlers = self.fd_handlers
         last_reap = time.monotonic()
         while not self.stopping:
-            events = zmq_poll(watched, 1000)
+            # zmq_poll on a plain list: zmq.Poller wraps every result in enum objects.
+            events = zmq_poll(self.watched, 1000)
             for sock_or_fd, _ in events:
-                if sock_or_fd is self.sock:
+                if sock_or_fd is sock:
                     for _ in range(2000):
                         try:
                             frames = recv_parts(sock)
@@ -131,19 +140,21 @@ class Broker:
                             return
                         if not has_message(sock):
                             break
-                    schedule()
-                    if self._free_batches:
-                        self._flush_frees()
-                elif sock_or_fd == agent_fd:
-                    self._on_agent_events()
-                    schedule()
                 else:
-                    log.info("the driver exited; the head stops")
-                    self.stopping = True
+                    on_ready = handlers.get(sock_or_fd)
+                    if on_ready is not None:
+                        on_ready()
+                schedule()
+                if self._free_batches:
+                    self._flush_frees()
             now = time.monotonic()
             if now - last_reap > 1.0:
                 last_reap = now
-                self.scheduler.reap_idle(now, self.retire_worker)
+                self.scheduler.reap_idle(now, self.retire_worker, self._keep_worker)
+
+    def _on_driver_exit(self) -> None:
+        log.info("the driver exited; the head stops")
+        self.stopping = True
 
     def handle(self, frames: list) -> None:
         if len(frames) < 2:
@@ -197,10 +208,36 @@ class Broker:
             self._welcome(client)
         else:
             self.drivers[key] = client
+            if pid != self.cfg.get("driver_pid"):
+                self._watch_driver(client)
             for p in info.get("sys_path", []):
                 if p not in self.sys_path:
                     self.sys_path.append(p)
             self._welcome(client)
+
+    def _watch_driver(self, client: Client) -> None:
+        """A driver that joined this cluster: if its process dies without a GOODBYE, what it
+        held and the actors it owned go (the embedded cluster's own driver is watched by
+        run(), and the whole cluster stops with it)."""
+        fd = pidfd(client.pid) if isinstance(client.pid, int) else None
+        if fd is None:
+            return
+        client.pidfd = fd
+
+        def gone() -> None:
+            self._unwatch_client(client)
+            if self.clients.get(client.key) is client:
+                log.info("driver pid %d exited without disconnecting", client.pid)
+                self.drop_client(client)
+
+        self.watch_fd(fd, gone)
+
+    def _unwatch_client(self, client: Client) -> None:
+        fd = client.pidfd
+        if fd is not None:
+            client.pidfd = None
+            self.unwatch_fd(fd)
+            os.close(fd)
 
     def _welcome(self, client: Client) -> None:
         welcome: dict[str, Any] = {
@@ -217,6 +254,9 @@ class Broker:
     def drop_client(self, client: Client) -> None:
         self.clients.pop(client.key, None)
         self.drivers.pop(client.key, None)
+        self._unwatch_client(client)
+        if client.owned_actors:
+            self.actors.owner_gone(client)
         self.tasks.client_gone(client.key)
         self.actors.client_gone(client.key)
         self.objects.release_all(client.holds)
@@ -277,6 +317,11 @@ class Broker:
     def kill_worker(self, worker: Worker, sig: int = signal.SIGKILL) -> None:
         worker.exiting = True
         worker.node.agent.kill(worker.pid, int(sig))
+
+    def _keep_worker(self, worker: Worker) -> bool:
+        """An idle worker that created live actors stays: they would die with it."""
+        return bool(worker.client.owned_actors) and \
+            self.actors.owns_live_actors(worker.client)
 
     def retire_worker(self, worker: Worker) -> None:
         worker.exiting = True

@@ -11,7 +11,7 @@ class Client:
     """A connected driver or worker (both sockets of it)."""
 
     __slots__ = ("key", "kind", "pid", "inbox", "holds", "actor_holds", "worker", "info",
-                 "namespace")
+                 "namespace", "owned_actors", "pidfd")
 
     def __init__(self, key: bytes, kind: str, pid: int, info: dict) -> None:
         self.key = key
@@ -26,6 +26,9 @@ class Client:
         self.info = info
         # Work this client submits runs in this namespace (a worker takes its task's).
         self.namespace: str = info.get("namespace", "")
+        # Non-detached actors this process created: they share its fate, as in Ray.
+        self.owned_actors: set[bytes] = set()
+        self.pidfd: int | None = None  # a joined driver's process, watched for its exit
 
 
 class Worker:
@@ -78,7 +81,7 @@ class ActorRecord:
     __slots__ = ("actor_id", "create", "name", "namespace", "detached", "worker", "state",
                  "pending", "refs", "death_blob", "options", "class_name", "args_pinned",
                  "max_restarts", "max_task_retries", "restarts", "checkpoint", "supervisor",
-                 "exit_watchers", "restart_at", "address", "callers")
+                 "exit_watchers", "restart_at", "address", "callers", "owner")
 
     def __init__(self, actor_id: bytes, create: TaskRecord, options: dict) -> None:
         self.actor_id = actor_id
@@ -105,6 +108,7 @@ class ActorRecord:
         self.restart_at = 0.0
         self.address: str | None = None  # the live incarnation's socket for direct calls
         self.callers: dict[bytes, CallerState] = {}  # client key -> its calls to this actor
+        self.owner: str = ""  # who created it, in words, for the error when its owner dies
 
 
 class CallerState:

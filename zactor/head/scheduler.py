@@ -256,15 +256,21 @@ class Scheduler:
             node.starting += n
             self._spawn(node, n)
 
-    def reap_idle(self, now: float, retire: Callable) -> None:
-        """Let idle workers beyond the warm pool go after a while."""
+    def reap_idle(self, now: float, retire: Callable, keep: Callable) -> None:
+        """Let idle workers beyond the warm pool go after a while (but none that ``keep``
+        says must stay)."""
         for node in self.nodes.values():
-            while len(node.idle) > node.warm_target:
-                worker = node.idle[0]
-                if now - worker.idle_since < config.IDLE_WORKER_TIMEOUT_S:
+            excess = len(node.idle) - node.warm_target
+            if excess <= 0:
+                continue
+            for worker in list(node.idle):  # longest idle first
+                if excess <= 0 or now - worker.idle_since < config.IDLE_WORKER_TIMEOUT_S:
                     break
-                node.idle.popleft()
+                if keep(worker):
+                    continue
+                node.idle.remove(worker)
                 retire(worker)
+                excess -= 1
 
 
 def _how_many_fit(available: dict, req: dict) -> int:
