@@ -1,22 +1,21 @@
 """Lineage: an object whose only copy is lost is rebuilt by re-running the task that made it.
 
-The copy is lost by deleting its file, ``/dev/shm/zactor-<session>/<ref.hex()>``, once
-``zactor.wait`` says the object is ready and before anyone read it (a reader may keep what it
-read in memory). Results are large (8 MB) so that they live in such a file. Attempts are
-counted in a file, one line per run.
+The copy is lost with ``zactor.testing.lose_object`` (the store drops it, as a dying node
+would) once ``zactor.wait`` says the object is ready and before anyone read it (a reader may
+keep what it read in memory). Results are large (8 MB) so that they live in the shared-memory
+store, not inline. Attempts are counted in a file, one line per run.
 """
 
 from __future__ import annotations
 
 import gc
-import glob
-import os
 
 import numpy as np
 import pytest
-from remote_helpers import attempts_in, record_attempt, wait_until
+from remote_helpers import attempts_in, record_attempt
 
 import zactor
+import zactor.testing
 from zactor.exceptions import ObjectLostError
 
 pytestmark = pytest.mark.usefixtures("cluster")
@@ -43,21 +42,11 @@ def total(array):
     return float(array.sum())
 
 
-def object_file(ref) -> str:
-    """The path of ``ref``'s file in the store; fails the test if there is not exactly one."""
-    paths = glob.glob(f"/dev/shm/zactor-*/{ref.hex()}")
-    assert len(paths) == 1, f"expected one store file for {ref.hex()}, found {paths}"
-    return paths[0]
-
-
 def lose(ref) -> None:
-    """Wait until ``ref`` is ready, then delete its only copy."""
+    """Wait until ``ref`` is ready, then drop its only copy."""
     ready, _ = zactor.wait([ref], num_returns=1, timeout=60)
     assert ready == [ref], "the object was not ready in time"
-    path = wait_until(lambda: glob.glob(f"/dev/shm/zactor-*/{ref.hex()}"), timeout=10,
-                      message=f"store file of {ref.hex()}")
-    assert len(path) == 1
-    os.unlink(path[0])
+    assert zactor.testing.lose_object(ref), f"the store held no copy of {ref.hex()}"
 
 
 @pytest.mark.timeout(90)
@@ -100,16 +89,12 @@ def test_lineage_outlives_the_driver_dropping_an_intermediate_ref(tmp_path):
     derived = plus_one.remote(str(plussed), base)
     ready, _ = zactor.wait([derived], num_returns=1, timeout=60)
     assert ready == [derived]
-    base_hex = base.hex()
+    base_id = base.binary()
     del base
     gc.collect()
     # Nobody holds the intermediate object now: whether or not the store freed it already,
     # its copy goes away, and then the result is lost too.
-    for path in glob.glob(f"/dev/shm/zactor-*/{base_hex}"):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+    zactor.testing.lose_object(base_id)
     lose(derived)
     assert float(zactor.get(derived, timeout=60).sum()) == 2.0 * N
     assert attempts_in(made) == 2 and attempts_in(plussed) == 2

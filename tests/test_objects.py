@@ -18,6 +18,8 @@ import pytest
 from remote_helpers import Point, block_until, identity, square, touch, wait_until
 
 import zactor
+import zactor.testing
+from zactor import config
 from zactor.exceptions import GetTimeoutError
 
 pytestmark = pytest.mark.usefixtures("cluster")
@@ -227,34 +229,43 @@ def test_many_small_puts_and_gets():
     assert zactor.get(refs) == [{"i": i, "s": str(i) * 10} for i in range(500)]
 
 
-def test_object_store_files_live_under_dev_shm():
+def arena_path() -> str:
+    return os.path.join(zactor._state.core.welcome["shm_dir"], "arena")
+
+
+def arena_bytes() -> int:
+    """Shared memory the store's arena holds now (allocated pages, not its size)."""
+    return os.stat(arena_path()).st_blocks * 512
+
+
+def store_used() -> int:
+    zactor._state.core.flush_refs()  # releases of earlier tests' objects land first
+    return zactor.testing.store_stats()[0]["used"]
+
+
+def test_the_object_store_lives_under_dev_shm():
     arr = np.ones(4 << 20, dtype=np.uint8)
     ref = zactor.put(arr)
     zactor.get(ref)
-    entries = [n for n in os.listdir("/dev/shm") if n.startswith("zactor-")]
-    assert entries, "large objects should live under /dev/shm/zactor-<session>/"
-    assert any(os.listdir(os.path.join("/dev/shm", n)) for n in entries
-               if os.path.isdir(os.path.join("/dev/shm", n)))
+    assert arena_path().startswith("/dev/shm/zactor-")
+    assert arena_bytes() >= arr.nbytes, "a large object's bytes are in the shm arena"
 
 
 @pytest.mark.timeout(60)
-def test_dropping_the_last_ref_to_a_large_object_frees_its_shm_file():
-    def files() -> set[str]:
-        found = set()
-        for entry in os.listdir("/dev/shm"):
-            path = os.path.join("/dev/shm", entry)
-            if entry.startswith("zactor-") and os.path.isdir(path):
-                found |= {os.path.join(path, f) for f in os.listdir(path)}
-        return found
-
-    before = files()
+def test_dropping_the_last_ref_to_a_large_object_gives_its_memory_back():
+    gc.collect()
+    used = store_used()
     ref = zactor.put(np.ones(8 << 20, dtype=np.uint8))
-    created = files() - before
-    assert created, "a large put should create a file under /dev/shm/zactor-<session>/"
+    assert store_used() >= used + (8 << 20)
+    held = arena_bytes()
+    assert held >= 8 << 20
     del ref
     gc.collect()
-    wait_until(lambda: not (files() & created), timeout=20,
-               message="the shm file of a dropped object to be removed")
+    wait_until(lambda: store_used() <= used, timeout=20,
+               message="the dropped object's room in the store to be free again")
+    # Free room stays mapped for reuse a while (ARENA_TRIM_S), then goes back to the kernel.
+    wait_until(lambda: arena_bytes() <= held - (8 << 20), timeout=config.ARENA_TRIM_S + 20,
+               message="the dropped object's shared memory to be given back")
 
 
 def test_task_returning_an_object_ref_gives_back_the_ref_not_its_value():

@@ -75,6 +75,8 @@ BUSY_DRIVER = textwrap.dedent(
         "workers": zactor.testing.worker_pids(),
         "actor": actor_pid,
         "shm_files": sorted(os.listdir(os.path.join("/dev/shm", f"zactor-{session}"))),
+        "arena_bytes": os.stat(os.path.join("/dev/shm", f"zactor-{session}", "arena")).st_blocks
+                       * 512,
     }), flush=True)
     time.sleep(600)
     """
@@ -96,7 +98,8 @@ def test_sigkilled_driver_of_a_busy_cluster_leaves_no_processes_or_shm(tmp_path)
         stubborn = int(started.read_text())
         assert report["heads"], "the driver started a zactor.head process"
         assert report["actor"] in report["workers"] and stubborn in report["workers"]
-        assert len(report["shm_files"]) >= 2, "the large objects live in the shm directory"
+        assert report["shm_files"] == ["arena"], "the large objects live in the shm arena"
+        assert report["arena_bytes"] >= 2 * 8 << 20, "both large objects are in the arena"
         pids = set(report["heads"]) | set(report["workers"]) | set(report["descendants"])
         assert os.path.isdir(shm_dir)
 

@@ -16,7 +16,7 @@ from zactor._client import CoreClient
 from zactor._ids import put_object_id
 from zactor._object_ref import ObjectRef
 from zactor._serialization import serialize
-from zactor._session import EmbeddedCluster, detect_gpus
+from zactor._session import EmbeddedCluster, detect_gpus, spill_root_from
 from zactor.protocol import Msg, encode
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,16 @@ def init(
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 0):
                 raise ValueError(f"{key} must be a non-negative integer, got {value!r}")
+        if object_store_memory is not None and (isinstance(object_store_memory, bool) or
+                                                not isinstance(object_store_memory, int) or
+                                                object_store_memory <= 0):
+            raise ValueError(f"object_store_memory must be a positive number of bytes, got "
+                             f"{object_store_memory!r}")
         cpus = (os.cpu_count() or 1) if num_cpus is None else num_cpus
         gpus = detect_gpus() if num_gpus is None else num_gpus
-        cluster = EmbeddedCluster(cpus, gpus, resources, object_store_memory, logging_level)
+        spill_root = spill_root_from(kwargs.get("_system_config"))
+        cluster = EmbeddedCluster(cpus, gpus, resources, object_store_memory, logging_level,
+                                  spill_root)
         try:
             ns = namespace or _anonymous_namespace()
             core = CoreClient(cluster.address, "driver",
@@ -228,8 +235,7 @@ def store(c: CoreClient, ser) -> ObjectRef:
     oid = put_object_id()
     ref = ObjectRef(oid)
     if ser.is_large:
-        path = os.path.join(c.welcome["shm_dir"], oid.hex())
-        loc = [path, ser.to_file(path)]
+        loc = c.store.write(c, oid, ser)
         c.store_local(oid, 0, loc, None)
         c.send(encode(Msg.PUT, oid, loc, ser.contained, ser.contained_actors))
     else:

@@ -29,6 +29,7 @@ import zmq
 
 from zactor import _refs, _serialization, config
 from zactor._direct import Routes
+from zactor._object_store import StoreClient
 from zactor._transport import dealer, has_message, recv_parts, send_parts, wait_readable
 from zactor.exceptions import GetTimeoutError, NodeDiedError, ZactorError
 from zactor.protocol import Msg, ProtocolError, Status, decode, encode
@@ -88,6 +89,7 @@ class CoreClient:
         self.failure: str | None = None  # why the connection is unusable, once it is
         self._last_flush = time.monotonic()
         self.welcome = self._handshake(kind, info or {}, node_id, alive_check, connect_timeout)
+        self.store = StoreClient(*self.welcome.get("store") or (None, 0))
         # Without an I/O thread (workers), the constructing thread reads the inbound socket
         # itself: in its main loop, and in any get/wait/request it makes (see pump()).
         self._pump_ident = None if io_thread else threading.get_ident()
@@ -291,8 +293,8 @@ class CoreClient:
             value = _serialization.loads(blob)
         else:
             try:
-                value = _serialization.load_file(loc[0])
-            except FileNotFoundError:
+                value = self.store.read(object_id, loc)
+            except FileNotFoundError:  # spilled since, or lost (zactor._object_store)
                 if attempts <= 0:
                     raise
                 return self.decode(object_id, self._recover(object_id), attempts - 1)
@@ -489,6 +491,9 @@ class CoreClient:
             # Give the GOODBYE (and last reference releases) a moment to leave.
             self.out.close(linger=1000 if goodbye is not None else 0)
             self.ctx.destroy(linger=0)
+        store = getattr(self, "store", None)
+        if store is not None:
+            store.close()
 
 
 class _Waiter:

@@ -49,7 +49,7 @@ def note_contained_actor(actor_id: bytes) -> None:
 class Serialized:
     """A pickled value: its pickle, out-of-band buffers, size and the refs it contains."""
 
-    __slots__ = ("pickled", "buffers", "size", "contained", "contained_actors")
+    __slots__ = ("pickled", "buffers", "size", "contained", "contained_actors", "_pieces")
 
     def __init__(self, pickled, buffers, contained, contained_actors) -> None:
         self.pickled = pickled
@@ -57,6 +57,7 @@ class Serialized:
         self.size = len(pickled) + sum(b.nbytes for b in buffers)
         self.contained = contained
         self.contained_actors = contained_actors
+        self._pieces = None
 
     @property
     def is_large(self) -> bool:
@@ -64,6 +65,11 @@ class Serialized:
 
     def _layout(self) -> tuple[bytes, list[tuple[int, memoryview | bytes]]]:
         """Header bytes and (offset, data) pieces of the uncompressed layout."""
+        if self._pieces is None:
+            self._pieces = self._lay_out()
+        return self._pieces
+
+    def _lay_out(self) -> tuple[bytes, list[tuple[int, memoryview | bytes]]]:
         n = len(self.buffers)
         header = _HEAD.pack(0, n, len(self.pickled)) + b"".join(
             _U64.pack(b.nbytes) for b in self.buffers
@@ -98,6 +104,34 @@ class Serialized:
                 return bytes((_FLAG_LZ4,)) + packed
         return body
 
+    def layout_size(self) -> int:
+        """Bytes of the uncompressed layout: what a shared-memory copy needs."""
+        _, pieces = self._layout()
+        off, data = pieces[-1]
+        return off + memoryview(data).nbytes
+
+    def write_into(self, dest: memoryview) -> None:
+        """Copy the layout into ``dest`` (a writable view at least ``layout_size()`` long,
+        whose untouched padding may hold anything)."""
+        header, pieces = self._layout()
+        dest[:len(header)] = header
+        for off, data in pieces:
+            view = memoryview(data).cast("B")
+            dest[off:off + view.nbytes] = view
+
+    def write_at(self, fd: int, start: int) -> None:
+        """``pwrite`` the layout into ``fd`` at ``start``: the kernel allocates the pages,
+        and a full file system raises OSError instead of faulting a mapping."""
+        header, pieces = self._layout()
+        _pwrite_all(fd, header, start)
+        pos = len(header)
+        for off, data in pieces:
+            if off > pos:
+                _pwrite_all(fd, b"\0" * (off - pos), start + pos)
+            view = memoryview(data).cast("B")
+            _pwrite_all(fd, view, start + off)
+            pos = off + view.nbytes
+
     def to_file(self, path: str) -> int:
         """Write the layout to a file at ``path`` (mode 0600); return its size.
 
@@ -127,6 +161,14 @@ class Serialized:
 
 def _align(n: int) -> int:
     return (n + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+def _pwrite_all(fd: int, data, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(fd, view[: 1 << 30], offset)
+        view = view[done:]
+        offset += done
 
 
 def _write_all(fd: int, data) -> None:

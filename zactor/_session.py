@@ -1,8 +1,10 @@
 """Starting and stopping an embedded local cluster: directories, the head process, cleanup.
 
-Sockets live in ``/tmp/zactor-<uid>/<session>/`` (mode 0700, so only this user can connect)
-and large objects in ``/dev/shm/zactor-<session>/``. Each session directory records its
-driver's pid; a new session removes the directories of sessions whose driver is dead.
+Sockets live in ``/tmp/zactor-<uid>/<session>/`` (mode 0700, so only this user can connect),
+large objects in ``/dev/shm/zactor-<session>/`` and objects spilled to disk in the session
+directory's ``spill/`` (or ``<ZACTOR_SPILL_DIR>/zactor-spill-<session>/``). Each session
+directory records its driver's pid; a new session removes the directories of sessions whose
+driver is dead.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ def remove_stale_sessions(root: str) -> list[str]:
             continue
         if pid and _process.is_alive(pid):
             continue
+        try:
+            with open(os.path.join(path, "spill_dir")) as f:
+                _process.remove_tree(f.read().strip())
+        except OSError:
+            pass
         _process.remove_tree(path)
         _process.remove_tree(os.path.join(config.SHM_ROOT, f"zactor-{name}"))
         removed.append(name)
@@ -51,7 +58,8 @@ class EmbeddedCluster:
     """The head process this driver started, and the directories it owns."""
 
     def __init__(self, num_cpus: int, num_gpus: int, resources: dict | None,
-                 object_store_memory: int | None, log_level: int) -> None:
+                 object_store_memory: int | None, log_level: int,
+                 spill_root: str | None = None) -> None:
         root = socket_root()
         for name in remove_stale_sessions(root):
             log.info("removed stale session %s", name)
@@ -63,12 +71,21 @@ class EmbeddedCluster:
         self.shm_dir = os.path.join(config.SHM_ROOT, f"zactor-{self.session}")
         os.mkdir(self.shm_dir, 0o700)
         self.address = f"ipc://{self.session_dir}/head.sock"
+        spill_root = spill_root or config.SPILL_DIR
+        if spill_root:
+            self.spill_dir = os.path.join(os.path.abspath(spill_root),
+                                          f"zactor-spill-{self.session}")
+        else:
+            self.spill_dir = os.path.join(self.session_dir, "spill")
+        with open(os.path.join(self.session_dir, "spill_dir"), "w") as f:
+            f.write(self.spill_dir)  # so that a later session can remove it if we crash
         cwd = os.getcwd()
         sys_path = [os.path.abspath(p) if p else cwd for p in sys.path]
         cfg = {
             "session": self.session, "address": self.address, "shm_dir": self.shm_dir,
             "num_cpus": num_cpus, "num_gpus": num_gpus, "resources": resources or {},
             "object_store_memory": object_store_memory, "driver_pid": os.getpid(),
+            "spill_dir": self.spill_dir,
             "sys_path": sys_path, "cwd": cwd, "local_node": True,
             "node_id": os.urandom(14).hex(), "log_level": log_level,
         }
@@ -87,7 +104,27 @@ class EmbeddedCluster:
                 proc.wait()
             self.proc = None
         _process.remove_tree(self.shm_dir)
+        _process.remove_tree(self.spill_dir)
         _process.remove_tree(self.session_dir)
+
+
+def spill_root_from(system_config: dict | None) -> str | None:
+    """The directory of Ray's ``_system_config={"object_spilling_config": ...}`` (its
+    "filesystem" type), if given."""
+    if not system_config or "object_spilling_config" not in system_config:
+        return None
+    spec = system_config["object_spilling_config"]
+    if isinstance(spec, str):
+        spec = json.loads(spec)
+    if not isinstance(spec, dict) or spec.get("type", "filesystem") != "filesystem":
+        raise ValueError("object_spilling_config: only the 'filesystem' type is supported, "
+                         f"got {spec!r}")
+    path = (spec.get("params") or {}).get("directory_path")
+    if isinstance(path, list):  # Ray accepts several directories; zactor uses the first
+        path = path[0] if path else None
+    if not isinstance(path, str) or not path:
+        raise ValueError("object_spilling_config needs params.directory_path")
+    return path
 
 
 def detect_gpus() -> int:

@@ -26,6 +26,17 @@ BUFFER_ALIGN: int = 64
 
 #: Where large objects live; a per-session directory is made below it.
 SHM_ROOT: str = os.environ.get("ZACTOR_SHM_ROOT", "/dev/shm")
+#: Share of the machine's memory the shared-memory object store may use when init() is not
+#: given object_store_memory (Ray's default).
+OBJECT_STORE_FRACTION: float = _env_float("OBJECT_STORE_FRACTION", 0.3)
+#: Where objects spill to disk past the store's capacity; a per-session directory is made
+#: below it. Empty: the session's directory (local disk, not /dev/shm).
+SPILL_DIR: str = os.environ.get("ZACTOR_SPILL_DIR", "")
+#: Bytes the spill directory's disk must keep free after a spill or a fallback write.
+SPILL_DISK_RESERVE: int = _env_int("SPILL_DISK_RESERVE", 256 * 1024 * 1024)
+#: Seconds free store memory stays mapped for reuse (fast to write into) before it is given
+#: back to the kernel.
+ARENA_TRIM_S: float = _env_float("ARENA_TRIM_S", 5.0)
 #: Where the per-user, mode-0700 socket directories are made.
 SOCKET_ROOT: str = os.environ.get("ZACTOR_SOCKET_ROOT", "/tmp")
 

@@ -23,6 +23,7 @@ __all__ = [
     "ActorNameTakenError",
     "WorkerCrashedError",
     "ObjectLostError",
+    "ObjectStoreFullError",
     "TaskCancelledError",
     "NodeDiedError",
     "RayError",
@@ -158,6 +159,11 @@ class WorkerCrashedError(ZactorError):
 
 class ObjectLostError(ZactorError):
     """The only copy of an object is gone and it cannot be rebuilt."""
+
+
+class ObjectStoreFullError(ZactorError):
+    """An object fits neither in the object store (after spilling what can be spilled) nor
+    on the spill directory's disk; raised by the ``put`` or task that made it."""
 
 
 class TaskCancelledError(ZactorError):

@@ -23,6 +23,28 @@ def worker_pids() -> list[int]:
     return _api.core().request("worker_pids")
 
 
+def lose_object(ref) -> bool:
+    """Fault injection: drop the stored copy of a large object (an ``ObjectRef`` or its id),
+    as a failing node would; the next read finds it gone. False if there was no such copy
+    (small objects live in the head and cannot be lost this way).
+
+    Example::
+
+        ref = make_big_array.remote()
+        zactor.wait([ref])
+        zactor.testing.lose_object(ref)
+        zactor.get(ref)   # rebuilt by re-running make_big_array (its lineage)
+    """
+    object_id = ref if isinstance(ref, bytes) else ref.binary()
+    return bool(_api.core().request("lose_object", object_id))
+
+
+def store_stats() -> list[dict]:
+    """Per node: the object store's ``capacity`` and ``used`` bytes, objects in memory and
+    on disk, and spilling counters."""
+    return _api.core().request("store_stats")
+
+
 def head_pid() -> int:
     """Process id of the head of the embedded cluster this driver started."""
     driver = _state.driver

@@ -47,7 +47,7 @@ class Broker:
         self.clients: dict[bytes, Client] = {}
         self.drivers: dict[bytes, Client] = {}
         self.workers_by_pid: dict[int, Worker] = {}
-        self.objects = ObjectDirectory(self.free_file, self._release_actor)
+        self.objects = ObjectDirectory(self.free_copy, self._release_actor)
         self.scheduler = Scheduler(self._dispatch, self._spawn, self.notify_drivers)
         self.tasks = TaskManager(self)
         self.actors = ActorManager(self)
@@ -56,7 +56,6 @@ class Broker:
         self.functions_received = 0  # SUBMITs that carried a function or class
         self.direct_calls = 0  # actor calls booked on the live incarnation from a CALLED
         self.stopping = False
-        self._free_batches: dict[bytes, list[str]] = {}
         self.watched: list = [(self.sock, POLLIN)]
         self.fd_handlers: dict[int, Any] = {}
         self.handlers = {
@@ -77,6 +76,7 @@ class Broker:
             Msg.CALLED: self.on_called,
         }
         if agent is not None:
+            agent.store.on_spilled = self._on_spilled
             node = Node(agent.node_id, agent, agent.resources, agent.info)
             self.scheduler.add_node(node)
             self.scheduler.top_up(node)
@@ -120,6 +120,7 @@ class Broker:
             self.watch_fd(driver_fd, self._on_driver_exit)
         if self.agent is not None:
             self.watch_fd(self.agent.events_fd, self._on_agent_events)
+            self.watch_fd(self.agent.store.events_fd, self.agent.store.on_spills_done)
         sock = self.sock
         handle = self.handle
         schedule = self.scheduler.schedule
@@ -145,12 +146,12 @@ class Broker:
                     if on_ready is not None:
                         on_ready()
                 schedule()
-                if self._free_batches:
-                    self._flush_frees()
             now = time.monotonic()
             if now - last_reap > 1.0:
                 last_reap = now
                 self.scheduler.reap_idle(now, self.retire_worker, self._keep_worker)
+                for node in self.scheduler.nodes.values():
+                    node.agent.store.housekeeping(now)
 
     def _on_driver_exit(self) -> None:
         log.info("the driver exited; the head stops")
@@ -240,9 +241,11 @@ class Broker:
             os.close(fd)
 
     def _welcome(self, client: Client) -> None:
+        store = self.store_of(client.worker.node if client.worker else None)
         welcome: dict[str, Any] = {
             "session": self.cfg["session"],
             "shm_dir": self.cfg["shm_dir"],
+            "store": [store.arena_path, store.capacity] if store else [None, 0],
             "head_node_id": next(iter(self.scheduler.nodes), b""),
             "resources": self.scheduler.totals(),
         }
@@ -259,6 +262,9 @@ class Broker:
             self.actors.owner_gone(client)
         self.tasks.client_gone(client.key)
         self.actors.client_gone(client.key)
+        store = self.store_of(client.worker.node if client.worker else None)
+        if store is not None:
+            store.client_gone(client.key)
         self.objects.release_all(client.holds)
         for actor_id in list(client.actor_holds):
             self.actors.unhold(client, actor_id)
@@ -327,21 +333,26 @@ class Broker:
         worker.exiting = True
         self.send(worker.client.inbox, encode(Msg.EXIT))
 
-    def free_file(self, node: Node | None, path: str) -> None:
+    def store_of(self, node: Node | None):
+        """The object store of ``node`` (None: a driver's, which is the head's node's)."""
         if node is None:
             node = next(iter(self.scheduler.nodes.values()), None)
             if node is None:
-                return
-        batch = self._free_batches.get(node.node_id)
-        if batch is None:
-            batch = self._free_batches[node.node_id] = []
-        batch.append(path)
+                return None
+        return node.agent.store
 
-    def _flush_frees(self) -> None:
-        nodes = self.scheduler.nodes
-        for node_id, paths in self._free_batches.items():
-            nodes[node_id].agent.free(paths)
-        self._free_batches.clear()
+    def free_copy(self, node: Node | None, loc: list) -> None:
+        store = self.store_of(node)
+        if store is not None:
+            store.free_object(loc)
+
+    def holds_copy(self, entry) -> bool:
+        """Whether the stored copy an object's entry names is still there."""
+        store = self.store_of(entry.node)
+        return store is not None and store.holds(entry.loc)
+
+    def _on_spilled(self, oid: bytes, loc: list) -> None:
+        self.objects.relocate(oid, loc)
 
     def _release_actor(self, actor_id: bytes) -> None:
         self.actors.release(actor_id)
@@ -373,6 +384,8 @@ class Broker:
         oid, loc, contained, contained_actors = fields
         self.objects.create(oid, client.key, client.holds)
         node = client.worker.node if client.worker else None
+        if loc is not None:
+            self.store_of(node).sealed(loc, oid)
         # The putting process already has the value: mark it as not the owner to push to.
         entry = self.objects.entries[oid]
         entry.owner = None
@@ -391,6 +404,8 @@ class Broker:
                 f"Object {oid.hex()} does not exist any more (all references to it were "
                 "released, or it was never created in this cluster)"))
         elif entry.status is not None:
+            if entry.loc is not None:
+                self.store_of(entry.node).touch(entry.loc)
             self.send(client.inbox, encode(Msg.OBJECT, oid, entry.status, entry.loc),
                       (entry.blob,) if entry.loc is None else ())
         elif entry.subscribers is None:
@@ -422,6 +437,9 @@ class Broker:
         if worker is None:
             raise ProtocolError("TASK_DONE from a driver")
         task_id, results, retryable, direct = fields
+        for result in results:
+            if result[2] is not None:
+                worker.node.agent.store.sealed(result[2], result[0])
         self.tasks.on_done(worker, task_id, results, retryable, frames, direct)
 
     def on_blocked(self, client: Client, fields: list, _frames) -> None:
@@ -468,6 +486,9 @@ class Broker:
             if self.actors.watch_exit(client, req_id, args):
                 return
             what = "actor_is_dead"
+        elif what == "alloc":  # answered once there is room, which may need spilling first
+            self._allocate(client, req_id, args)
+            return
         try:
             value = self._answer(client, what, args)
             ok = True
@@ -479,6 +500,18 @@ class Broker:
             value = [type(exc).__name__, str(exc)]
             ok = False
         self.send(client.inbox, encode(Msg.REPLY, req_id, ok, value))
+
+    def _allocate(self, client: Client, req_id: int, args: Any) -> None:
+        if not (isinstance(args, list) and len(args) == 2 and isinstance(args[0], bytes)
+                and isinstance(args[1], int) and args[1] >= 0):
+            raise ProtocolError("alloc: expected [object id, size]")
+        inbox = client.inbox
+
+        def respond(value: list) -> None:
+            self.send(inbox, encode(Msg.REPLY, req_id, True, value))
+
+        self.store_of(client.worker.node if client.worker else None).allocate(
+            client.key, args[0], args[1], respond)
 
     def _answer(self, client: Client, what: str, args: Any) -> Any:
         sched = self.scheduler
@@ -515,6 +548,16 @@ class Broker:
                     "lineage": len(self.tasks.lineage)}
         if what == "worker_pids":
             return sorted(self.workers_by_pid)
+        if what == "abandon":  # a writer could not fill what "alloc" gave it
+            self.store_of(client.worker.node if client.worker else None).abandon(client.key,
+                                                                                 args)
+            return True
+        if what == "store_stats":
+            return [n.agent.store.stats() for n in sched.nodes.values()]
+        if what == "lose_object":  # zactor.testing: drop an object's copy, as a dead node would
+            entry = self.objects.entries.get(args)
+            return bool(entry is not None and entry.loc is not None and
+                        self.store_of(entry.node).lose(entry.loc))
         if what == "actor_is_dead":
             return [args, "dead", "dead"]
         if what == "restart_actor":

@@ -1,9 +1,9 @@
 """The object directory: where each object's value is, who holds it, who waits for it.
 
-The head stores small values as the opaque blobs it received and large ones as a path into the
-node's shared-memory directory; it never unpickles either. An object is freed when nothing
-refers to it: no process holds a reference, no pending task needs it and no live object
-contains it.
+The head stores small values as the opaque blobs it received and large ones as their location
+in the node's object store (zactor.node.store); it never unpickles either. An object is freed
+when nothing refers to it: no process holds a reference, no pending task needs it and no live
+object contains it.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ class ObjectEntry:
 class ObjectDirectory:
     """Reference counts and values of every live object in the cluster."""
 
-    def __init__(self, on_free_file: Callable[[object, str], None],
+    def __init__(self, on_free_copy: Callable[[object, list], None],
                  on_release_actor: Callable[[bytes], None]) -> None:
         self.entries: dict[bytes, ObjectEntry] = {}
-        self._on_free_file = on_free_file
+        self._on_free_copy = on_free_copy  # (node, loc): give a stored copy's memory back
         self._on_release_actor = on_release_actor
         #: Called with the id of each freed object while any task's lineage is kept.
         self.on_freed: Callable[[bytes], None] | None = None
@@ -95,7 +95,7 @@ class ObjectDirectory:
         if entry is None:
             entry = self.entries[object_id] = ObjectEntry(None)
         elif entry.ready:
-            self.discard_file(object_id, node, loc)  # a duplicate: its file is not needed
+            self.discard_copy(object_id, node, loc)  # a duplicate: its copy is not needed
             return None
         entry.status = status
         entry.loc = loc
@@ -119,7 +119,7 @@ class ObjectDirectory:
         del self.entries[object_id]
         self.freed_count += 1
         if entry.loc is not None:
-            self._on_free_file(entry.node, entry.loc[0])
+            self._on_free_copy(entry.node, entry.loc)
         for inner in entry.contained:
             self.release(inner)
         for actor_id in entry.contained_actors:
@@ -127,24 +127,30 @@ class ObjectDirectory:
         if self.on_freed is not None:
             self.on_freed(object_id)
 
-    def discard_file(self, object_id: bytes, node, loc) -> None:
-        """Free a result file nobody will read, unless it is (by name) the live value's:
-        every attempt of a task writes its result to the same path, replacing the file."""
+    def discard_copy(self, object_id: bytes, node, loc) -> None:
+        """Free a stored result nobody will read, unless it is the live value's own."""
         if loc is None:
             return
         entry = self.entries.get(object_id)
-        if entry is not None and entry.loc is not None and entry.loc[0] == loc[0]:
+        if entry is not None and entry.loc == loc:
             return
-        self._on_free_file(node, loc[0])
+        self._on_free_copy(node, loc)
+
+    def relocate(self, object_id: bytes, loc: list) -> None:
+        """The object's stored copy moved (it was spilled to disk)."""
+        entry = self.entries.get(object_id)
+        if entry is not None and entry.loc is not None:
+            entry.loc = loc
 
     def reset(self, object_id: bytes) -> ObjectEntry | None:
-        """Make a ready object pending again, to be rebuilt. Its file (if it still exists)
-        is left alone: the rebuilt value replaces it under the same name."""
+        """Make a ready object pending again, to be rebuilt (its copy is lost)."""
         entry = self.entries.get(object_id)
         if entry is None or entry.status is None:
             return entry
         for inner in entry.contained:
             self.release(inner)
+        if entry.loc is not None:
+            self._on_free_copy(entry.node, entry.loc)  # whatever is left of it
         entry.status = entry.loc = entry.blob = None
         entry.contained = ()
         return entry

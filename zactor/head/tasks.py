@@ -9,7 +9,6 @@ order.
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING
 
 from zactor import _ids, config
@@ -251,7 +250,7 @@ class TaskManager:
 
     def _discard_results(self, results: list, node) -> None:
         for r in results:
-            self.objects.discard_file(r[0], node, r[2])
+            self.objects.discard_copy(r[0], node, r[2])
 
     def retry(self, task: TaskRecord) -> None:
         task.worker = None
@@ -334,8 +333,8 @@ class TaskManager:
                 f"Object {oid.hex()} is lost: it was freed, or never existed here"))
             return
         subscribe = self.head.subscribe
-        if entry.status is None or entry.loc is None or os.path.exists(entry.loc[0]):
-            subscribe(client, oid)  # being rebuilt already, or not lost after all
+        if entry.status is None or entry.loc is None or self.head.holds_copy(entry):
+            subscribe(client, oid)  # being rebuilt already, or not lost (it moved)
             return
         task = self.lineage.get(oid[:16])
         if _ids.is_put(oid):

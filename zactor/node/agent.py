@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 import os
 
-from zactor import _process
+from zactor import _process, config
 from zactor._process import remove_tree
+from zactor.node.store import ObjectStore
 from zactor.node.zygote import ZygoteHandle, start_zygote
 
 log = logging.getLogger(__name__)
@@ -27,13 +28,26 @@ def total_memory() -> int:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
+def store_capacity(cfg: dict) -> int:
+    """``object_store_memory`` if given, else Ray's default share of the machine's memory;
+    never more than the shared-memory file system can hold (Ray warns of the same)."""
+    wanted = cfg.get("object_store_memory") or int(total_memory() * config.OBJECT_STORE_FRACTION)
+    st = os.statvfs(cfg["shm_dir"])
+    room = int(st.f_bavail * st.f_frsize * 0.9)
+    if wanted > room:
+        log.warning("object_store_memory of %d MiB does not fit in %s (%d MiB free): using "
+                    "%d MiB", wanted >> 20, config.SHM_ROOT, room / 0.9 / 2**20, room >> 20)
+        return room
+    return int(wanted)
+
+
 def node_resources(cfg: dict) -> dict[str, float]:
     res: dict[str, float] = {"CPU": float(cfg["num_cpus"])}
     if cfg.get("num_gpus"):
         res["GPU"] = float(cfg["num_gpus"])
     mem = total_memory()
     res["memory"] = float(int(mem * 0.7))
-    res["object_store_memory"] = float(cfg.get("object_store_memory") or int(mem * 0.3))
+    res["object_store_memory"] = float(store_capacity(cfg))
     res["node:127.0.0.1"] = 1.0
     res["node:__internal_head__"] = 1.0
     for k, v in (cfg.get("resources") or {}).items():
@@ -52,6 +66,10 @@ class NodeAgent:
         worker_cfg = {"address": cfg["address"], "node_id": cfg["node_id"],
                       "shm_dir": cfg["shm_dir"], "log_level": cfg.get("log_level", 30)}
         self.zygote: ZygoteHandle = start_zygote(worker_cfg)
+        # After the zygote's fork: workers must not inherit the store's descriptor, whose
+        # locks are the store's own.
+        self.store = ObjectStore(self.shm_dir, int(self.resources["object_store_memory"]),
+                                 cfg["spill_dir"])
         self.workers: set[int] = set()
         self.info = {"shm_dir": self.shm_dir, "ip": "127.0.0.1",
                      "hostname": os.uname().nodename, "zygote_pid": self.zygote.pid}
@@ -80,13 +98,6 @@ class NodeAgent:
             pass
         return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
-    def free(self, paths: list[str]) -> None:
-        for path in paths:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-
     def exits(self) -> list[tuple[int, int, int]] | None:
         """Workers that exited since the last call, as (pid, exit code, signal); None if
         the zygote itself is gone (and with it every worker)."""
@@ -112,4 +123,5 @@ class NodeAgent:
             os.waitpid(self.zygote.pid, 0)
         except ChildProcessError:
             pass
+        self.store.close()
         remove_tree(self.shm_dir)

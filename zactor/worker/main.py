@@ -390,10 +390,8 @@ class WorkerRuntime:
                     f"Could not serialize the return value of {spec[S.NAME]} "
                     f"({type(value).__name__}): {type(exc).__name__}: {exc}") from exc
             if ser.is_large:
-                path = os.path.join(self.shm_dir, oid.hex())
-                size = ser.to_file(path)
-                results.append((oid, Status.OK, (path, size), ser.contained,
-                                ser.contained_actors))
+                loc = self.core.store.write(self.core, oid, ser)
+                results.append((oid, Status.OK, loc, ser.contained, ser.contained_actors))
             else:
                 results.append((oid, Status.OK, None, ser.contained, ser.contained_actors))
                 blobs.append(ser.to_blob())
