@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 _tracker = _refs.tracker
 _send = zmq.backend.Socket.send
+_NO_REPLY = 0  # the request id of a tell(): its reply is dropped
 
 
 class HeadUnreachableError(NodeDiedError):
@@ -184,8 +185,23 @@ class CoreClient:
 
     def request(self, what: str, args: Any = None, timeout: float | None = 60.0) -> Any:
         """Ask the head something and wait for its answer."""
+        return self.wait_reply(self.send_request(what, args), what, timeout)
+
+    def send_request(self, what: str, args: Any = None) -> int:
+        """Ask the head something; collect the answer later with :meth:`wait_reply`."""
         req_id = next(self._req_ids)
         self.send(encode(Msg.REQUEST, req_id, what, args))
+        return req_id
+
+    def tell(self, what: str, args: Any = None) -> None:
+        """Ask the head something whose answer nobody waits for (it is dropped on arrival)."""
+        self.send(encode(Msg.REQUEST, _NO_REPLY, what, args))
+
+    def has_reply(self, req_id: int) -> bool:
+        return req_id in self._replies
+
+    def wait_reply(self, req_id: int, what: str = "a request",
+                   timeout: float | None = 60.0) -> Any:
         deadline = None if timeout is None else time.monotonic() + timeout
         if threading.get_ident() == self._pump_ident:
             replies = self._replies
@@ -356,6 +372,8 @@ class CoreClient:
             time.monotonic() - self._last_flush > config.REF_FLUSH_S
         ):
             self.flush_refs()
+        if self.store.spare_since:
+            self.store.expire_spare(self)
 
     def _pump_until(self, done: Callable[[], bool], timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -433,6 +451,8 @@ class CoreClient:
                         log.exception("object callback failed")
         elif mtype == Msg.REPLY:
             req_id, ok, value = fields
+            if req_id == _NO_REPLY:
+                return
             with self._cond:
                 self._replies[req_id] = (ok, value)
                 self._cond.notify_all()

@@ -9,6 +9,12 @@ copying into a region this process wrote before touches pages already in its pag
 memory speed. A region whose pages are not allocated yet ("cold") is written with ``pwrite``:
 the kernel allocates the pages itself, and a full ``/dev/shm`` is an error, not a crash.
 
+The head's answer costs a round trip, as long as copying 10 MB. So after each write a process
+asks, without waiting, for a *spare* region of the same size, and its next write of about that
+size goes straight into it. In a loop of puts the spare is the region freed by the previous
+object, already in this process's page tables. The head grants a spare only when the store
+has room to spare, and a process gives back a spare it has not used within ``SPARE_TTL_S``.
+
 Reading: open the arena, take a read lock on the region, map it read-only and check its seal.
 The lock stays with the mapping (Python's mmap keeps its own duplicate of the descriptor), so
 the store cannot spill or reuse the region while any value read from it is alive. Two reads of
@@ -21,10 +27,11 @@ import fcntl
 import mmap
 import os
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from zactor import _serialization
+from zactor import _serialization, config
 from zactor._store_layout import HEADER, SEAL_LEN, lock_region, region_length
 from zactor.exceptions import ObjectStoreFullError
 
@@ -46,6 +53,11 @@ class StoreClient:
         self._rw_view: memoryview | None = None
         self._views: dict[bytes, weakref.ref] = {}
         self._open_lock = threading.Lock()
+        # The spare region: its request while the answer is on its way, then the answer.
+        self._spare_lock = threading.Lock()
+        self._spare_req: int | None = None
+        self._spare: list | None = None  # ["arena", offset, seal, hot, length]
+        self.spare_since = 0.0  # when the spare was asked for (0: there is none)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -54,29 +66,72 @@ class StoreClient:
         ObjectStoreFullError if neither the store nor the spill disk can take it."""
         size = ser.layout_size()
         core.flush_refs()  # frees first: the room they make is what this may reuse
-        answer = core.request("alloc", [oid, size], timeout=None)
+        length = region_length(size)
+        answer = self._take_spare(core, length)
+        if answer is None:
+            answer = core.request("alloc", [oid, size], timeout=None)
         kind = answer[0]
         if kind == "arena":
-            _, offset, seal, hot = answer
+            offset, seal, hot = answer[1], answer[2], answer[3]
             try:
                 self._write_region(ser, offset, seal, hot)
             except OSError as exc:
-                core.request("abandon", offset)
+                core.tell("abandon", offset)
                 raise ObjectStoreFullError(
                     f"Could not write object {oid.hex()} ({size / 2**20:.1f} MiB) into the "
                     f"object store's shared memory: {exc}") from exc
+            self._ask_spare(core, length)
             return [self.arena_path, size, offset, seal]
         if kind == "file":
             path = answer[1]
             try:
                 ser.to_file(path)
             except OSError as exc:
-                core.request("abandon", path)
+                core.tell("abandon", path)
                 raise ObjectStoreFullError(
                     f"Could not write object {oid.hex()} ({size / 2**20:.1f} MiB) to the "
                     f"spill directory: {exc}") from exc
             return [path, size]
         raise ObjectStoreFullError(f"Cannot store object {oid.hex()}: {answer[1]}")
+
+    def _take_spare(self, core: CoreClient, length: int) -> list | None:
+        """The spare region, if it suits an object spanning ``length`` bytes (it may be up
+        to twice as long); a spare that does not suit is given back."""
+        with self._spare_lock:
+            if self._spare_req is not None:
+                self._spare = core.wait_reply(self._spare_req, "prealloc", None)
+                self._spare_req = None
+            spare, self._spare = self._spare, None
+            self.spare_since = 0.0
+        if spare is None or spare[0] != "arena":
+            return None
+        if length <= spare[4] < 2 * length:
+            return spare
+        core.tell("abandon", spare[1])
+        return None
+
+    def _ask_spare(self, core: CoreClient, length: int) -> None:
+        if config.SPARE_TTL_S <= 0:
+            return
+        with self._spare_lock:
+            if self._spare_req is None and self._spare is None:
+                self._spare_req = core.send_request("prealloc", length)
+                self.spare_since = time.monotonic()
+
+    def expire_spare(self, core: CoreClient) -> None:
+        """Give back a spare unused for ``SPARE_TTL_S`` (called from the I/O loop)."""
+        if time.monotonic() - self.spare_since < config.SPARE_TTL_S:
+            return
+        with self._spare_lock:
+            if self._spare_req is not None:
+                if not core.has_reply(self._spare_req):
+                    return
+                self._spare = core.wait_reply(self._spare_req, "prealloc", None)
+                self._spare_req = None
+            spare, self._spare = self._spare, None
+            self.spare_since = 0.0
+        if spare is not None and spare[0] == "arena":
+            core.tell("abandon", spare[1])
 
     def _write_region(self, ser: Serialized, offset: int, seal: bytes, hot: bool) -> None:
         if self._rw_fd is None:

@@ -548,7 +548,12 @@ class Broker:
                     "lineage": len(self.tasks.lineage)}
         if what == "worker_pids":
             return sorted(self.workers_by_pid)
-        if what == "abandon":  # a writer could not fill what "alloc" gave it
+        if what == "prealloc":  # a spare region for the client's next large write
+            if not isinstance(args, int):
+                raise ProtocolError("prealloc: expected a length")
+            return self.store_of(client.worker.node if client.worker else None).preallocate(
+                client.key, args)
+        if what == "abandon":  # a writer could not fill, or did not use, what it was given
             self.store_of(client.worker.node if client.worker else None).abandon(client.key,
                                                                                  args)
             return True

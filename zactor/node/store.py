@@ -128,6 +128,22 @@ class ObjectStore:
             self.waiting.popleft()
             self._fallback(req)
 
+    def preallocate(self, client: bytes, length: int) -> list:
+        """A spare region of ``length`` bytes for ``client``'s next write
+        (zactor._object_store), if the store has room to spare without spilling:
+        ``["arena", offset, seal, hot, length]``, else ``["none"]``."""
+        length = region_length(max(0, int(length) - HEADER))
+        if self.waiting or self.free.free_bytes - length < self.capacity // 4:
+            return ["none"]
+        got = self.free.allocate(length)
+        if got is None:
+            return ["none"]
+        offset, hot = got
+        seal = os.urandom(SEAL_LEN)
+        self.regions[offset] = Region(offset, length, length - HEADER, b"", seal, client)
+        self.pending.setdefault(client, set()).add(offset)
+        return ["arena", offset, seal, hot, length]
+
     def _fallback(self, req: _Alloc) -> None:
         """No room in the arena: the object goes straight to a file on disk, if it fits."""
         path = self._spill_path(req.oid)
@@ -149,9 +165,12 @@ class ObjectStore:
             self._written(loc[0], None)
             return
         region = self.regions.get(loc[2])
-        if region is None or region.seal != loc[3] or region.sealed:
+        if region is None or region.seal != loc[3] or region.sealed or \
+                not HEADER + loc[1] <= region.length:
             return
         self._written(region.offset, region.client)
+        region.oid = oid  # a spare region learns its object only now
+        region.size = loc[1]
         region.sealed = True
         region.client = None
         self.lru[region.offset] = None
