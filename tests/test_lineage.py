@@ -12,7 +12,7 @@ import gc
 
 import numpy as np
 import pytest
-from remote_helpers import attempts_in, record_attempt
+from remote_helpers import attempts_in, record_attempt, wait_until
 
 import zactor
 import zactor.testing
@@ -150,3 +150,54 @@ def test_many_lost_results_are_each_rebuilt_once(tmp_path):
     values = zactor.get(refs, timeout=90)
     assert [float(v[0]) for v in values] == [0.0, 1.0, 2.0, 3.0]
     assert [attempts_in(tmp_path / f"a{i}") for i in range(4)] == [2, 2, 2, 2]
+
+
+@zactor.remote
+def fill_with(path: str, value):
+    record_attempt(path)
+    return np.full(N, float(value))
+
+
+def freed(ref_id: bytes) -> bool:
+    gc.collect()
+    zactor._state.core.flush_refs()
+    return not zactor.testing.objects_exist([ref_id])[0]
+
+
+@pytest.mark.timeout(90)
+def test_lineage_does_not_keep_arguments_alive(tmp_path):
+    base = make_big.remote(str(tmp_path / "made"))
+    derived = plus_one.remote(str(tmp_path / "plussed"), base)
+    zactor.wait([derived], timeout=60)
+    base_id = base.binary()
+    del base
+    wait_until(lambda: freed(base_id), timeout=20,
+               message="the argument to be freed once no ref to it is left")
+
+
+@pytest.mark.timeout(90)
+def test_a_freed_small_argument_is_rebuilt_from_the_task_s_record(tmp_path):
+    attempts = tmp_path / "attempts"
+    small = zactor.put(5)
+    ref = fill_with.remote(str(attempts), small)
+    zactor.wait([ref], timeout=60)
+    small_id = small.binary()
+    del small
+    wait_until(lambda: freed(small_id), timeout=20, message="the small argument to be freed")
+    lose(ref)
+    assert float(zactor.get(ref, timeout=60)[0]) == 5.0
+    assert attempts_in(attempts) == 2
+
+
+@pytest.mark.timeout(90)
+def test_a_freed_large_put_argument_cannot_be_rebuilt_and_the_error_says_so(tmp_path):
+    arg = zactor.put(np.ones(N))
+    derived = plus_one.remote(str(tmp_path / "plussed"), arg)
+    zactor.wait([derived], timeout=60)
+    arg_id = arg.binary()
+    del arg
+    wait_until(lambda: freed(arg_id), timeout=20, message="the put argument to be freed")
+    lose(derived)
+    with pytest.raises(ObjectLostError) as info:
+        zactor.get(derived, timeout=60)
+    assert arg_id.hex() in str(info.value) and "put" in str(info.value)

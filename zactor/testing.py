@@ -39,6 +39,12 @@ def lose_object(ref) -> bool:
     return bool(_api.core().request("lose_object", object_id))
 
 
+def objects_exist(ids: list) -> list[bool]:
+    """For each ``ObjectRef`` (or object id), whether the head still keeps the object."""
+    return _api.core().request("objects_exist",
+                               [i if isinstance(i, bytes) else i.binary() for i in ids])
+
+
 def store_stats() -> list[dict]:
     """Per node: the object store's ``capacity`` and ``used`` bytes, objects in memory and
     on disk, and spilling counters."""

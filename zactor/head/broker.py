@@ -557,6 +557,9 @@ class Broker:
             self.store_of(client.worker.node if client.worker else None).abandon(client.key,
                                                                                  args)
             return True
+        if what == "objects_exist":  # zactor.testing: which of these ids the head still has
+            entries = self.objects.entries
+            return [oid in entries for oid in args]
         if what == "store_stats":
             return [n.agent.store.stats() for n in sched.nodes.values()]
         if what == "lose_object":  # zactor.testing: drop an object's copy, as a dead node would

@@ -57,6 +57,30 @@ class ObjectDirectory:
             entry.refs += 1
         return entry
 
+    def pending(self, object_id: bytes) -> ObjectEntry:
+        """A pending object nobody holds yet (being rebuilt for a task that will pin it)."""
+        entry = self.entries.get(object_id)
+        if entry is None:
+            entry = self.entries[object_id] = ObjectEntry(None)
+        return entry
+
+    def restore(self, object_id: bytes, status: int, blob) -> ObjectEntry:
+        """An inline value brought back from a lineage record, held by nobody yet."""
+        entry = self.pending(object_id)
+        entry.status = status
+        entry.blob = blob
+        return entry
+
+    def discard_unheld(self, object_id: bytes) -> None:
+        """Forget an entry made by pending() or restore() that nothing came to hold."""
+        entry = self.entries.get(object_id)
+        if entry is None or entry.refs > 0:
+            return
+        if entry.ready:
+            self._free(object_id, entry)
+        else:
+            del self.entries[object_id]
+
     def add_ref(self, object_id: bytes, holds: set | None = None) -> bool:
         """Count one more reference: a pin (``holds`` None) or a process that starts holding
         the object (``holds``, the set of what that process holds: holding twice is holding).

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from zactor import _ids, config
 from zactor._serialization import dumps_plain
 from zactor.exceptions import ObjectLostError, TaskCancelledError, WorkerCrashedError
+from zactor.head.lineage import Lineage
 from zactor.head.records import TaskRecord
 from zactor.protocol import Msg, S, Status, TaskKind, encode
 
@@ -31,9 +32,8 @@ class TaskManager:
         self.tasks: dict[bytes, TaskRecord] = {}
         self.children: dict[bytes, set[bytes]] = {}
         self.functions: dict[bytes, bytes] = {}
-        # Finished tasks kept (with their arguments pinned) because an object they made lives
-        # only in a file that could be lost: they can run again to rebuild it.
-        self.lineage: dict[bytes, TaskRecord] = {}
+        # Finished tasks that made an object in the store, to run again if it is lost.
+        self.lineage = Lineage(self)
         # Results of direct actor calls that reached the head before the caller's CALLED did:
         # task id -> (node, results, retryable, blobs, replied), and who made each call.
         self.early: dict[bytes, tuple] = {}
@@ -269,21 +269,18 @@ class TaskManager:
             self.head.actors.grant_ahead(task)
         deliver = self.deliver
         i = 0
+        stored = False
         for oid, status, loc, contained, contained_actors in results:
             blob = None
             if loc is None:
                 blob = blobs[i]
                 i += 1
+            else:
+                stored = True
             deliver(oid, status, loc, blob, contained, contained_actors, node, push_owner)
-            if loc is not None and task.retries_left != 0 and \
-                    task.spec[S.KIND] == TaskKind.TASK:
-                self._keep_lineage(task)
+        if stored:
+            self.lineage.keep(task)  # before finish() unpins the arguments it looks at
         self.finish(task)
-
-    def _keep_lineage(self, task: TaskRecord) -> None:
-        if task.task_id not in self.lineage:
-            self.lineage[task.task_id] = task
-            self.objects.on_freed = self._freed
 
     def complete_all(self, task: TaskRecord, status: int, loc, blob) -> None:
         """End ``task`` with one value (an error) for all of its returns."""
@@ -310,19 +307,9 @@ class TaskManager:
                 kids.discard(task.task_id)
                 if not kids:
                     del self.children[task.parent]
-        if task.task_id not in self.lineage:
-            self.unpin_args(task)
-
-    def _freed(self, oid: bytes) -> None:
-        task = self.lineage.get(oid[:16])
-        if task is None:
-            return
-        entries = self.objects.entries
-        if not any(rid in entries for rid in task.return_ids):
-            del self.lineage[task.task_id]
-            self.unpin_args(task)
-            if not self.lineage:
-                self.objects.on_freed = None
+        self.unpin_args(task)
+        if task.return_ids and task.task_id in self.lineage.records:
+            self.lineage.freed(task.return_ids[0])  # a rebuild nobody wanted after all
 
     def object_lost(self, client, oid: bytes) -> None:
         """A client found the file of ``oid`` gone: rebuild it from its lineage, or say why
@@ -336,32 +323,21 @@ class TaskManager:
         if entry.status is None or entry.loc is None or self.head.holds_copy(entry):
             subscribe(client, oid)  # being rebuilt already, or not lost (it moved)
             return
-        task = self.lineage.get(oid[:16])
-        if _ids.is_put(oid):
-            why = "it was created by put(), and put objects cannot be reconstructed"
-        elif task is None:
-            why = "the task that made it cannot be re-run (max_retries=0)"
-        elif task.retries_left == 0:
-            why = "the task that made it has no retries left"
-        else:
-            why = None
+        why = self.lineage.rebuild(oid)
         if why is not None:
             self.objects.reset(oid)
             self.deliver(oid, Status.ERROR, None, dumps_plain(ObjectLostError(
-                f"Object {oid.hex()} is lost (its file is gone) and {why}")), (), (), None)
-            subscribe(client, oid)
-            return
-        if task.retries_left > 0:
-            task.retries_left -= 1
-        log.info("rebuilding lost object %s by re-running %s", oid.hex(), task.spec[S.NAME])
-        for rid in task.return_ids:
-            self.objects.reset(rid)
+                f"Object {oid.hex()} is lost (its copy is gone) and {why}")), (), (), None)
         subscribe(client, oid)
+
+    def rerun(self, task: TaskRecord) -> None:
+        """Run a finished task again (lineage: its objects were lost)."""
         task.state = "waiting"
         task.waiting = 0
         task.worker = None
         self.tasks[task.task_id] = task
-        self.wait_for_deps(task)
+        if self.pin_args(task):
+            self.wait_for_deps(task)
 
     def deliver(self, oid: bytes, status: int, loc, blob, contained, contained_actors,
                 node, push_owner: bool = True) -> None:
