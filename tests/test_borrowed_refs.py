@@ -95,7 +95,7 @@ def fold(events, counts=None):
     if counts:
         tracker.object_counts.update(counts)
     tracker.object_events.extend(events)
-    adds, dels, _, _ = tracker.drain()
+    adds, dels, _, _, _ = tracker.drain()
     return adds, dels, tracker.object_counts
 
 

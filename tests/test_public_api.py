@@ -5,7 +5,8 @@ from __future__ import annotations
 import zactor
 
 EXPECTED = {
-    "ActorClass", "ActorHandle", "ObjectRef", "__version__", "available_resources", "cancel",
+    "ActorClass", "ActorHandle", "DynamicObjectRefGenerator", "ObjectRef", "ObjectRefGenerator",
+    "__version__", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids", "get_runtime_context",
     "init", "is_initialized", "kill", "method", "nodes", "put", "remote", "shutdown", "util",
     "wait",

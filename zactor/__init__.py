@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         shutdown,
         wait,
     )
+    from zactor._generator import DynamicObjectRefGenerator, ObjectRefGenerator
     from zactor._object_ref import ObjectRef
     from zactor._remote import remote
     from zactor._runtime_context import get_gpu_ids, get_runtime_context
@@ -38,6 +39,8 @@ _WHERE = {
     "ActorClass": "zactor._actor",
     "ActorHandle": "zactor._actor",
     "method": "zactor._actor",
+    "DynamicObjectRefGenerator": "zactor._generator",
+    "ObjectRefGenerator": "zactor._generator",
     "available_resources": "zactor._api",
     "cancel": "zactor._api",
     "cluster_resources": "zactor._api",
@@ -61,7 +64,9 @@ _WHERE = {
 __all__ = [
     "ActorClass",
     "ActorHandle",
+    "DynamicObjectRefGenerator",
     "ObjectRef",
+    "ObjectRefGenerator",
     "__version__",
     "available_resources",
     "cancel",

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from zactor import _ids, _options, _refs, _serialization, _state
+from zactor._generator import ObjectRefGenerator
 from zactor._object_ref import ObjectRef
 from zactor._submit import Exported, parent_task_id, submit
-from zactor.protocol import TaskKind
+from zactor.protocol import STREAMING, TaskKind, return_count
 
 _events = _refs.tracker.actor_events
 _BUILTIN_METHODS = {"__ray_ready__": 1, "__ray_terminate__": 1}
@@ -33,6 +34,7 @@ def method(*args: Any, **kwargs: Any) -> Any:
 
 
 _ASYNC_FLAGS = 0x80 | 0x200  # CO_COROUTINE | CO_ASYNC_GENERATOR, as inspect defines them
+_GENERATOR_FLAGS = 0x20 | 0x200  # CO_GENERATOR | CO_ASYNC_GENERATOR
 
 
 def _class_meta(cls: type) -> dict:
@@ -48,8 +50,8 @@ def _class_meta(cls: type) -> dict:
         if code is None or not callable(fn):
             continue
         opts = getattr(fn, "__zactor_method_options__", {})
-        n = opts.get("num_returns")
-        methods[name] = 1 if n is None else n
+        methods[name] = _options.num_returns(opts.get("num_returns"),
+                                             bool(code.co_flags & _GENERATOR_FLAGS))
         if code.co_flags & _ASYNC_FLAGS:
             is_async = True
     return {"class_name": cls.__name__, "methods": methods, "is_async": is_async}
@@ -202,10 +204,12 @@ class ActorHandle:
         spec = [task_id, TaskKind.ACTOR_CALL, name, None, num_returns, {},
                 options.get("max_task_retries"), False, None,
                 None, None, self._actor_id, method_name, parent_task_id(), False, None, False]
-        rids = _ids.return_ids(task_id, num_returns)
+        rids = _ids.return_ids(task_id, return_count(num_returns))
         refs = [ObjectRef(oid) for oid in rids]
         submit(core, spec, args, kwargs, f"actor method {name}", None, rids, self._actor_id)
-        if num_returns == 1:
+        if num_returns == STREAMING:
+            return ObjectRefGenerator(refs[0])
+        if num_returns == 1 or num_returns < 0:
             return refs[0]
         if num_returns == 0:
             return None
@@ -228,7 +232,9 @@ class ActorMethod:
 
     def options(self, **options: Any) -> ActorMethod:
         _options.validate(options, _options.METHOD_OPTIONS, "an actor method")
-        n = options.get("num_returns", self._num_returns)
+        n = self._num_returns
+        if "num_returns" in options:
+            n = _options.num_returns(options["num_returns"], n == STREAMING)
         return ActorMethod(self._handle, self._name, n, {**self._options, **options})
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

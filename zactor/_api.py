@@ -7,12 +7,14 @@ import logging
 import os
 import sys
 import threading
+import time
 import warnings
 from typing import Any
 
 from zactor import _refs, _state
 from zactor._actor import ActorHandle
 from zactor._client import CoreClient
+from zactor._generator import ObjectRefGenerator
 from zactor._ids import put_object_id
 from zactor._object_ref import ObjectRef
 from zactor._serialization import serialize
@@ -195,6 +197,8 @@ def get(object_refs: ObjectRef | list[ObjectRef], *, timeout: float | None = Non
         c = core()
         oid = object_refs._id
         return c.decode(oid, c.get_entries([oid], timeout)[0])
+    if isinstance(object_refs, ObjectRefGenerator):
+        return object_refs  # as Ray does: iterate it for the values' refs
     if not isinstance(object_refs, list):
         raise TypeError(
             f"get() expects an ObjectRef or a list of ObjectRefs, got "
@@ -232,7 +236,11 @@ def put(value: Any) -> ObjectRef:
 
 def store(c: CoreClient, ser) -> ObjectRef:
     """Register a serialized value as a new object owned by this process."""
-    oid = put_object_id()
+    return store_as(c, put_object_id(), ser)
+
+
+def store_as(c: CoreClient, oid: bytes, ser) -> ObjectRef:
+    """Register a serialized value as object ``oid``, owned by this process."""
     ref = ObjectRef(oid)
     if ser.is_large:
         loc = c.store.write(c, oid, ser)
@@ -246,22 +254,28 @@ def store(c: CoreClient, ser) -> ObjectRef:
 
 
 def wait(
-    object_refs: list[ObjectRef],
+    object_refs: list[ObjectRef | ObjectRefGenerator],
     *,
     num_returns: int = 1,
     timeout: float | None = None,
     fetch_local: bool = True,
-) -> tuple[list[ObjectRef], list[ObjectRef]]:
+) -> tuple[list, list]:
     """Return ``(ready, not_ready)`` once ``num_returns`` refs are ready or ``timeout`` passes.
 
-    Both lists keep the input order; ``ready`` holds at most ``num_returns`` refs.
+    Both lists keep the input order; ``ready`` holds at most ``num_returns`` refs. An
+    ``ObjectRefGenerator`` is ready when ``next`` on it would not block.
     """
     if not isinstance(object_refs, (list, tuple)):
         raise TypeError(f"wait() expects a list of ObjectRefs, got {type(object_refs).__name__}")
+    gens = False
     for ref in object_refs:
-        if not isinstance(ref, ObjectRef):
+        if isinstance(ref, ObjectRefGenerator):
+            gens = True
+        elif not isinstance(ref, ObjectRef):
             raise TypeError(f"wait() expects a list of ObjectRefs, but it contains a "
                             f"{type(ref).__name__}")
+    if gens:
+        return _wait_with_generators(list(object_refs), num_returns, timeout)
     ids = [r._id for r in object_refs]
     if len(set(ids)) != len(ids):
         raise ValueError("Wait requires a list of unique object refs.")
@@ -280,6 +294,35 @@ def wait(
     return ready, rest
 
 
+def _wait_with_generators(waitables: list, num_returns: int, timeout: float | None) -> tuple:
+    if len({id(w) for w in waitables}) != len(waitables):
+        raise ValueError("Wait requires a list of unique object refs.")
+    if num_returns > len(waitables):
+        raise ValueError(f"num_returns ({num_returns}) cannot be greater than the number of "
+                         f"object refs provided ({len(waitables)}).")
+    c = core()
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    def is_ready(w) -> bool:
+        return w.next_ready() if isinstance(w, ObjectRefGenerator) else w._id in c._objects
+
+    while True:
+        ready = [w for w in waitables if is_ready(w)][:num_returns]
+        left = None if deadline is None else deadline - time.monotonic()
+        if len(ready) >= num_returns or (left is not None and left <= 0):
+            break
+        awaited = [w._id for w in waitables if isinstance(w, ObjectRef)]
+        for w in waitables:
+            if isinstance(w, ObjectRefGenerator):
+                awaited.extend(w._awaited())
+        awaited = [i for i in dict.fromkeys(awaited) if i not in c._objects]
+        if not awaited:
+            break
+        c.wait_objects(awaited, 1, left)  # something changed, or the time is up
+    picked = {id(w) for w in ready}
+    return ready, [w for w in waitables if id(w) not in picked]
+
+
 def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     """Kill an actor's process at once; its pending and later calls raise ActorDiedError."""
     if not isinstance(actor, ActorHandle):
@@ -290,12 +333,16 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     client.send(encode(Msg.KILL_ACTOR, actor._actor_id, bool(no_restart)))
 
 
-def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
+def cancel(object_ref: ObjectRef | ObjectRefGenerator, *, force: bool = False,
+           recursive: bool = True) -> None:
     """Cancel the task that makes ``object_ref``; ``get`` then raises TaskCancelledError.
 
     A queued task is dropped at once; a running one is interrupted (``force=True`` kills its
-    worker). ``recursive`` also cancels the tasks it submitted.
+    worker). ``recursive`` also cancels the tasks it submitted. Cancelling an
+    ``ObjectRefGenerator`` stops its generator: the next item raises TaskCancelledError.
     """
+    if isinstance(object_ref, ObjectRefGenerator):
+        object_ref = object_ref.completed()
     if not isinstance(object_ref, ObjectRef):
         raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
     core().send(encode(Msg.CANCEL, object_ref._id, bool(force), bool(recursive)))

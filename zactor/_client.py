@@ -143,7 +143,8 @@ class CoreClient:
             self.critical += 1
         try:
             with self._send_lock:
-                if (_tracker.object_events or _tracker.actor_events) and (
+                if (_tracker.object_events or _tracker.actor_events or
+                        _tracker.closed_streams) and (
                     _tracker.has_borrow or _tracker.pending() > config.REF_BATCH
                 ):
                     self._flush_refs_locked()
@@ -165,8 +166,8 @@ class CoreClient:
 
     def _flush_refs_locked(self) -> None:
         self._last_flush = time.monotonic()
-        oa, od, aa, ad = _tracker.drain()
-        if not (oa or od or aa or ad) or self._closed:
+        oa, od, aa, ad, streams = _tracker.drain()
+        if not (oa or od or aa or ad or streams) or self._closed:
             return
         if od:
             waiting = self.routes.waiting
@@ -181,7 +182,7 @@ class CoreClient:
                     self._dropped[oid] = None
                 while len(self._dropped) > 100_000:
                     self._dropped.popitem(last=False)
-        self.out.send(encode(Msg.REFS, oa, od, aa, ad))
+        self.out.send(encode(Msg.REFS, oa, od, aa, ad, streams))
 
     def request(self, what: str, args: Any = None, timeout: float | None = 60.0) -> Any:
         """Ask the head something and wait for its answer."""
@@ -368,7 +369,7 @@ class CoreClient:
             self._leave_critical()
 
     def flush_if_due(self) -> None:
-        if (_tracker.object_events or _tracker.actor_events) and (
+        if (_tracker.object_events or _tracker.actor_events or _tracker.closed_streams) and (
             time.monotonic() - self._last_flush > config.REF_FLUSH_S
         ):
             self.flush_refs()

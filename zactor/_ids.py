@@ -49,6 +49,17 @@ def return_ids(task_id: bytes, n: int) -> list[bytes]:
     return [task_id + _i(i) for i in range(1, n + 1)]
 
 
+def stream_item_id(task_id: bytes, index: int) -> bytes:
+    """The id of the ``index``-th value a generator task yields (index 1 is its one return:
+    the stream's end, or the dynamic generator; items follow)."""
+    return task_id + _i(index + 2)
+
+
+def stream_index(object_id: bytes) -> int:
+    """Inverse of stream_item_id for an item's id."""
+    return struct.unpack(">I", object_id[TASK_ID_LEN:])[0] - 2
+
+
 def task_of(object_id: bytes) -> bytes:
     return object_id[:TASK_ID_LEN]
 

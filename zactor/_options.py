@@ -8,6 +8,7 @@ from typing import Any
 import cloudpickle
 
 from zactor import config
+from zactor.protocol import DYNAMIC, STREAMING
 
 TASK_OPTIONS = frozenset({
     "num_returns", "num_cpus", "num_gpus", "resources", "memory", "max_retries",
@@ -53,7 +54,7 @@ def _check(key: str, value: Any) -> None:
         _number(key, value)
     elif key == "num_returns":
         if value in ("dynamic", "streaming"):
-            raise NotImplementedError(f"num_returns={value!r} (generators) is not supported yet")
+            return
         _integer(key, value, 0)
     elif key in ("max_retries", "max_restarts", "max_task_retries"):
         _integer(key, value, -1)
@@ -91,6 +92,17 @@ def _check(key: str, value: Any) -> None:
     elif key == "get_if_exists":
         if not isinstance(value, bool):
             raise ValueError(f"get_if_exists must be a bool, got {value!r}")
+
+
+def num_returns(value: Any, is_generator: bool) -> int:
+    """The spec's ``num_returns``: generator functions stream by default, as in Ray."""
+    if value is None:
+        return STREAMING if is_generator else 1
+    if value == "streaming":
+        return STREAMING
+    if value == "dynamic":
+        return DYNAMIC
+    return value
 
 
 def task_resources(options: dict[str, Any], default_cpus: float = 1) -> dict[str, float]:

@@ -30,22 +30,29 @@ class RefTracker:
         self.object_counts: dict[bytes, int] = {}
         self.actor_counts: dict[bytes, int] = {}
         self.has_borrow = False
+        #: [task id, first item not taken, items known] of each ObjectRefGenerator dropped.
+        self.closed_streams: collections.deque = collections.deque()
 
-    def drain(self) -> tuple[list, list, list, list]:
-        """Fold pending events; return (object adds, object dels, actor adds, actor dels)."""
+    def drain(self) -> tuple[list, list, list, list, list]:
+        """Fold pending events; return (object adds, object dels, actor adds, actor dels,
+        closed streams)."""
         self.has_borrow = False
         oa, od = _fold(self.object_events, self.object_counts)
         aa, ad = _fold(self.actor_events, self.actor_counts)
-        return oa, od, aa, ad
+        streams = []
+        while self.closed_streams:
+            streams.append(self.closed_streams.popleft())
+        return oa, od, aa, ad, streams
 
     def pending(self) -> int:
-        return len(self.object_events) + len(self.actor_events)
+        return len(self.object_events) + len(self.actor_events) + len(self.closed_streams)
 
     def clear(self) -> None:
         self.object_events.clear()
         self.actor_events.clear()
         self.object_counts.clear()
         self.actor_counts.clear()
+        self.closed_streams.clear()
         self.has_borrow = False
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any
 
 from zactor import _ids, _options, _state
 from zactor._actor import _auto_core
+from zactor._generator import ObjectRefGenerator
 from zactor._object_ref import ObjectRef
 from zactor._submit import Exported, parent_task_id, submit
-from zactor.protocol import TaskKind
+from zactor.protocol import STREAMING, TaskKind, return_count
 
 
 class RemoteFunction:
@@ -28,6 +30,8 @@ class RemoteFunction:
         self._function = function
         self._options = _options.validate(options, _options.TASK_OPTIONS, "a remote function")
         self._name = getattr(function, "__name__", "task")
+        self._is_generator = inspect.isgeneratorfunction(function) or \
+            inspect.isasyncgenfunction(function)
         self._exported: Exported | None = None
         self._prepared: dict | None = None
         functools.update_wrapper(self, function)
@@ -60,10 +64,9 @@ class RemoteFunction:
         resources = _options.task_resources(options)
         name = options.get("name") or self._name
         warn_if_infeasible(f"Task {name}", resources)
-        n = options.get("num_returns")
         return {
             "resources": resources,
-            "num_returns": 1 if n is None else n,
+            "num_returns": _options.num_returns(options.get("num_returns"), self._is_generator),
             "max_retries": _options.max_retries(options),
             "retry": _options.retry_policy(options.get("retry_exceptions")),
             "name": name,
@@ -82,10 +85,12 @@ class RemoteFunction:
         spec = [task_id, TaskKind.TASK, prepared["name"], self._exported.hash, n,
                 prepared["resources"], prepared["max_retries"], prepared["retry"], None, None,
                 None, None, None, parent_task_id(), False, None, False]
-        rids = _ids.return_ids(task_id, n)
+        rids = _ids.return_ids(task_id, return_count(n))
         refs = [ObjectRef(oid) for oid in rids]
         submit(core, spec, args, kwargs, f"task {prepared['name']}", self._exported, rids)
-        if n == 1:
+        if n == STREAMING:
+            return ObjectRefGenerator(refs[0])
+        if n == 1 or n < 0:
             return refs[0]
         if n == 0:
             return None

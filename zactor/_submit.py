@@ -66,9 +66,10 @@ def submit(core: CoreClient, spec: list, args: tuple, kwargs: dict, what: str,
     core.expect(return_ids)
     if actor_id is not None:
         # Refs and handles must reach the head (CALLED) before the actor could name them
-        # to it, and a large argument is a dependency: such calls go through the head.
+        # to it, and a large argument is a dependency: such calls go through the head, as do
+        # generators, whose values the head hands out one by one.
         direct_ok = keep is None and not deps and not ser.contained and \
-            not ser.contained_actors
+            not ser.contained_actors and spec[S.NUM_RETURNS] >= 0
         core.send_call(actor_id, spec, frames, direct_ok, return_ids)
     else:
         core.send(encode(Msg.SUBMIT, spec), frames)

@@ -38,6 +38,7 @@ class Msg(enum.IntEnum):
     CHECKPOINT = 14
     LOST = 15
     CALLED = 16  # a call the client sent straight to the actor (see zactor/_direct.py)
+    YIELD = 18  # one value of a streaming generator task (see zactor/_generator.py)
     # client -> actor, on the actor's own socket
     CALL = 17
     # head -> client
@@ -65,7 +66,9 @@ FIELDS: dict[Msg, tuple[str, ...]] = {
     Msg.SUBMIT: ("spec",),  # | args blob, [function blob if spec says it is included]
     Msg.PUT: ("object_id", "loc", "contained", "contained_actors"),  # | blob if inline
     Msg.SUBSCRIBE: ("object_ids",),
-    Msg.REFS: ("object_adds", "object_dels", "actor_adds", "actor_dels"),
+    # streams_closed: [task id, first item never taken, items known (-1: unknown)] for each
+    # ObjectRefGenerator this process dropped: the items it never took are released.
+    Msg.REFS: ("object_adds", "object_dels", "actor_adds", "actor_dels", "streams_closed"),
     # direct: None for a call the head sent; [caller key, whether the caller got the results
     # straight from this worker] for a call that came on the actor's own socket.
     Msg.TASK_DONE: ("task_id", "results", "retryable", "direct"),  # | inline result blobs
@@ -79,6 +82,8 @@ FIELDS: dict[Msg, tuple[str, ...]] = {
     Msg.CHECKPOINT: ("actor_id",),  # | the state blob from __zactor_checkpoint__
     Msg.LOST: ("object_id",),  # a client found an object's file gone
     Msg.CALLED: ("spec", "address"),  # | args blob: the copy the head keeps for retries
+    # result: [object id, status, loc, contained, contained actors], as in TASK_DONE
+    Msg.YIELD: ("task_id", "index", "result"),  # | the value's blob if inline
     Msg.CALL: ("spec",),  # | args blob
     Msg.WELCOME: ("info",),
     Msg.OBJECT: ("object_id", "status", "loc"),  # | blob if inline
@@ -109,6 +114,18 @@ class TaskKind(enum.IntEnum):
     TASK = 0
     ACTOR_CREATE = 1
     ACTOR_CALL = 2
+
+
+#: ``num_returns`` in a spec for generator tasks: a stream of values (Ray's default for
+#: generator functions), or Ray's older ``num_returns="dynamic"``: one ref to a generator of
+#: refs. Either task has one return object (see return_count).
+STREAMING = -1
+DYNAMIC = -2
+
+
+def return_count(num_returns: int) -> int:
+    """How many return objects a task with this spec ``num_returns`` has."""
+    return num_returns if num_returns >= 0 else 1
 
 
 class Status(enum.IntEnum):

@@ -74,6 +74,7 @@ class Broker:
             Msg.CHECKPOINT: self.on_checkpoint,
             Msg.LOST: self.on_lost,
             Msg.CALLED: self.on_called,
+            Msg.YIELD: self.on_yield,
         }
         if agent is not None:
             agent.store.on_spilled = self._on_spilled
@@ -400,6 +401,8 @@ class Broker:
         """Send ``client`` the object's value now if it is ready, else when it is."""
         entry = self.objects.entries.get(oid)
         if entry is None:
+            if self.tasks.streams.wait_item(client, oid):
+                return  # a generator's item: sent when it is yielded
             self.send_error_object(client, oid, ObjectLostError(
                 f"Object {oid.hex()} does not exist any more (all references to it were "
                 "released, or it was never created in this cluster)"))
@@ -420,7 +423,7 @@ class Broker:
         self.tasks.object_lost(client, fields[0])
 
     def on_refs(self, client: Client, fields: list, _frames) -> None:
-        oadd, odel, aadd, adel = fields
+        oadd, odel, aadd, adel, streams_closed = fields
         objects = self.objects
         holds = client.holds
         for oid in oadd:
@@ -431,6 +434,8 @@ class Broker:
             objects.release(oid, holds)
         for actor_id in adel:
             self.actors.unhold(client, actor_id)
+        for task_id, first, known in streams_closed:
+            self.tasks.streams.close(client, task_id, first, known)
 
     def on_task_done(self, client: Client, fields: list, frames: list) -> None:
         worker = client.worker
@@ -441,6 +446,16 @@ class Broker:
             if result[2] is not None:
                 worker.node.agent.store.sealed(result[2], result[0])
         self.tasks.on_done(worker, task_id, results, retryable, frames, direct)
+
+    def on_yield(self, client: Client, fields: list, frames: list) -> None:
+        worker = client.worker
+        if worker is None:
+            raise ProtocolError("YIELD from a driver")
+        task_id, index, result = fields
+        loc = result[2]
+        if loc is not None:
+            worker.node.agent.store.sealed(loc, result[0])
+        self.tasks.on_yield(worker, task_id, index, result, frames[0] if loc is None else None)
 
     def on_blocked(self, client: Client, fields: list, _frames) -> None:
         worker = client.worker

@@ -52,7 +52,7 @@ class TaskRecord:
     __slots__ = ("spec", "task_id", "frames", "owner", "return_ids", "place", "hold", "shape",
                  "waiting", "worker", "node", "assigned", "retries_left", "parent", "state",
                  "acquired", "cancelled", "caller", "direct", "lineage_users",
-                 "lineage_inline", "lineage_upstream")
+                 "lineage_inline", "lineage_upstream", "stream")
 
     def __init__(self, spec: list, frames: list, owner: bytes, return_ids: list[bytes],
                  place: dict, hold: dict) -> None:
@@ -78,6 +78,7 @@ class TaskRecord:
         self.direct = False  # an actor call that went straight to the actor's worker
         # Kept in zactor.head.lineage: records that need this one to rebuild their objects,
         # the inline argument values to run it again with, and the records it needs.
+        self.stream = None  # a generator task's Stream (zactor.head.streams)
         self.lineage_users = 0
         self.lineage_inline: dict = {}
         self.lineage_upstream: list = []

@@ -16,7 +16,8 @@ from zactor._serialization import dumps_plain
 from zactor.exceptions import ObjectLostError, TaskCancelledError, WorkerCrashedError
 from zactor.head.lineage import Lineage
 from zactor.head.records import TaskRecord
-from zactor.protocol import Msg, S, Status, TaskKind, encode
+from zactor.head.streams import Streams
+from zactor.protocol import STREAMING, Msg, S, Status, TaskKind, encode, return_count
 
 if TYPE_CHECKING:
     from zactor.head.broker import Broker
@@ -34,6 +35,7 @@ class TaskManager:
         self.functions: dict[bytes, bytes] = {}
         # Finished tasks that made an object in the store, to run again if it is lost.
         self.lineage = Lineage(self)
+        self.streams = Streams(self)  # generator tasks' items
         # Results of direct actor calls that reached the head before the caller's CALLED did:
         # task id -> (node, results, retryable, blobs, replied), and who made each call.
         self.early: dict[bytes, tuple] = {}
@@ -44,6 +46,7 @@ class TaskManager:
     def new_record(self, client: Client, spec: list, args_blob, place: dict, hold: dict,
                    num_returns: int) -> TaskRecord:
         task_id = spec[S.TASK_ID]
+        num_returns = return_count(num_returns)
         rids = _ids.return_ids(task_id, num_returns) if num_returns else []
         create = self.objects.create
         holds = client.holds
@@ -51,6 +54,8 @@ class TaskManager:
             create(rid, client.key, holds)
         task = TaskRecord(spec, [args_blob], client.key, rids, place, hold)
         self.tasks[task_id] = task
+        if spec[S.NUM_RETURNS] == STREAMING:
+            self.streams.open(task)
         parent = task.parent
         if parent:
             kids = self.children.get(parent)
@@ -243,6 +248,7 @@ class TaskManager:
         self._discard_results(early[1], early[0])
 
     def client_gone(self, key: bytes) -> None:
+        self.streams.client_gone(key)
         for task_id in self.early_by_caller.pop(key, ()):
             early = self.early.pop(task_id, None)
             if early is not None:
@@ -277,6 +283,9 @@ class TaskManager:
                 i += 1
             else:
                 stored = True
+            if task.stream is not None and status == Status.ERROR:
+                blob = self.streams.failed(task, status, loc, blob, node)
+                status, loc, contained, contained_actors = Status.OK, None, (), ()
             deliver(oid, status, loc, blob, contained, contained_actors, node, push_owner)
         if stored:
             self.lineage.keep(task)  # before finish() unpins the arguments it looks at
@@ -284,9 +293,23 @@ class TaskManager:
 
     def complete_all(self, task: TaskRecord, status: int, loc, blob) -> None:
         """End ``task`` with one value (an error) for all of its returns."""
+        if task.stream is not None:  # the error is the next item; the end says how many
+            blob = self.streams.failed(task, status, loc, blob, None)
+            status, loc = Status.OK, None
         for oid in task.return_ids:
             self.deliver(oid, status, loc, blob, (), (), None)
         self.finish(task)
+
+    def on_yield(self, worker: Worker, task_id: bytes, index: int, result: list, blob) -> None:
+        if worker.actor is None:
+            task = worker.task if worker.task is not None and \
+                worker.task.task_id == task_id else None
+        else:
+            task = worker.calls.get(task_id)
+        if task is None or task.stream is None or task.state == "done":
+            self.objects.discard_copy(result[0], worker.node, result[2])
+            return
+        self.streams.on_yield(task, index, result, blob, worker.node)
 
     def fail(self, task: TaskRecord, exc: Exception) -> None:
         if task.state == "done":
@@ -297,6 +320,9 @@ class TaskManager:
         if task.state == "queued":
             self.head.scheduler.remove(task)
         task.state = "done"
+        if task.stream is not None:
+            self.streams.finished(task)
+            self.streams.forget(task.task_id)
         if task.caller is not None:
             self.head.actors.call_finished(task)
         self.release_resources(task)

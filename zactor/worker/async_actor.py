@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from zactor.exceptions import TaskCancelledError
 from zactor.protocol import S
+from zactor.worker import generators
 
 if TYPE_CHECKING:
     from zactor.worker.main import WorkerRuntime
@@ -60,17 +61,27 @@ class AsyncActorLoop:
                         None, rt.resolve_args, spec, fields, frames)
                 else:
                     args, kwargs, keep = rt.resolve_args(spec, fields, frames)
-                if inspect.iscoroutinefunction(fn):
-                    task = asyncio.ensure_future(fn(*args, **kwargs))
+                streaming = spec[S.NUM_RETURNS] < 0
+                if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+                    if inspect.isasyncgenfunction(fn) and streaming:
+                        work = generators.run_async(rt, spec, fn(*args, **kwargs))
+                    else:
+                        work = fn(*args, **kwargs)
+                    task = asyncio.ensure_future(work)
                     self.tasks[task_id] = task
                     try:
                         result: Any = await task
                     finally:
                         self.tasks.pop(task_id, None)
+                    if streaming and inspect.isasyncgenfunction(fn):
+                        return  # the stream has been sent
                 else:
                     result = fn(*args, **kwargs)
                 del keep
-            rt.send_results(spec, result)
+            if spec[S.NUM_RETURNS] < 0:
+                generators.run(rt, spec, result)
+            else:
+                rt.send_results(spec, result)
         except asyncio.CancelledError:
             rt.send_error(spec, TaskCancelledError(f"Task {spec[S.NAME]} was cancelled"))
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller

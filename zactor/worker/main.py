@@ -46,7 +46,9 @@ from zactor.protocol import (
     TaskKind,
     decode,
     encode,
+    return_count,
 )
+from zactor.worker import generators
 from zactor.worker.output import ForwardedStream
 
 log = logging.getLogger(__name__)
@@ -337,6 +339,9 @@ class WorkerRuntime:
             fn = self.target(spec)
             args, kwargs, keep = self.resolve_args(spec, fields, frames)
             result = fn(*args, **kwargs)
+            if spec[S.NUM_RETURNS] < 0:  # a generator: runs (and may be cancelled) here
+                generators.run(self, spec, result)
+                return
             if on_main:
                 self.current = None
             self.send_results(spec, result)
@@ -375,6 +380,10 @@ class WorkerRuntime:
             if values is None or len(values) != n:
                 got = "a non-iterable" if values is None else f"{len(values)} values"
                 raise ValueError(f"Task {spec[S.NAME]} has num_returns={n} but returned {got}")
+        self.send_values(spec, return_ids(task_id, n), values)
+
+    def send_values(self, spec: list, ids: list[bytes], values: list) -> None:
+        """The task's results: objects ``ids`` hold ``values``."""
         results: list = []
         blobs: list = []
         if self.checkpointing and spec[S.KIND] == TaskKind.ACTOR_CALL:
@@ -382,21 +391,27 @@ class WorkerRuntime:
             # a restart.
             state = _serialization.serialize(self.instance.__zactor_checkpoint__()).to_blob()
             self.core.send(encode(Msg.CHECKPOINT, self.actor_id), (state,))
-        for oid, value in zip(return_ids(task_id, n), values, strict=False):
-            try:
-                ser = _serialization.serialize(value)
-            except Exception as exc:  # noqa: BLE001
-                raise TypeError(
-                    f"Could not serialize the return value of {spec[S.NAME]} "
-                    f"({type(value).__name__}): {type(exc).__name__}: {exc}") from exc
-            if ser.is_large:
-                loc = self.core.store.write(self.core, oid, ser)
-                results.append((oid, Status.OK, loc, ser.contained, ser.contained_actors))
-            else:
-                results.append((oid, Status.OK, None, ser.contained, ser.contained_actors))
-                blobs.append(ser.to_blob())
+        for oid, value in zip(ids, values, strict=True):
+            result, blob = self.encode_value(spec, oid, value)
+            results.append(result)
+            if blob is not None:
+                blobs.append(blob)
         direct = None if self.reply_to is None else self._reply(results, blobs)
-        self.core.send(encode(Msg.TASK_DONE, task_id, results, False, direct), blobs)
+        self.core.send(encode(Msg.TASK_DONE, spec[S.TASK_ID], results, False, direct), blobs)
+
+    def encode_value(self, spec: list, oid: bytes, value: Any) -> tuple[tuple, bytes | None]:
+        """``value`` as object ``oid``: (result tuple for the head, inline blob or None for a
+        value written to the store)."""
+        try:
+            ser = _serialization.serialize(value)
+        except Exception as exc:  # noqa: BLE001
+            raise TypeError(
+                f"Could not serialize the return value of {spec[S.NAME]} "
+                f"({type(value).__name__}): {type(exc).__name__}: {exc}") from exc
+        if ser.is_large:
+            loc = self.core.store.write(self.core, oid, ser)
+            return (oid, Status.OK, loc, ser.contained, ser.contained_actors), None
+        return (oid, Status.OK, None, ser.contained, ser.contained_actors), ser.to_blob()
 
     def _reply(self, results: list, blobs: list) -> list:
         """Answer a direct call's caller itself; the head then stores the results but does
@@ -444,8 +459,9 @@ class WorkerRuntime:
     def _send_failure_blob(self, spec: list, blob: bytes, retryable: bool = False) -> None:
         task_id = spec[S.TASK_ID]
         n = spec[S.NUM_RETURNS]
-        results = [(oid, Status.ERROR, None, (), ()) for oid in return_ids(task_id, n)]
-        blobs = [blob] * n
+        ids = return_ids(task_id, return_count(n))
+        results = [(oid, Status.ERROR, None, (), ()) for oid in ids]
+        blobs = [blob] * len(ids)
         direct = None
         if self.reply_to is not None:
             # A retryable failure is the head's to answer: it may run the call again.
