@@ -28,5 +28,29 @@ def demo(num_cpus: int | None) -> None:
         zactor.shutdown()
 
 
+@cli.command()
+@click.option("--address", default="auto", show_default=True,
+              help="The cluster's address; 'auto' finds this user's newest local cluster.")
+@click.option("--group-by", type=click.Choice(["node", "owner"]), default="node",
+              show_default=True, help="Group the objects by node or by the process that "
+              "made them.")
+@click.option("--limit", type=int, default=None, help="Show at most this many per group.")
+@click.option("--json", "as_json", is_flag=True, help="Print the objects as JSON instead.")
+def memory(address: str, group_by: str, limit: int | None, as_json: bool) -> None:
+    """Show the objects of a running cluster: size, where they are, who references them."""
+    from zactor.util import state
+
+    try:
+        if as_json:
+            import json
+
+            click.echo(json.dumps({"objects": state.list_objects(address, limit=limit),
+                                   "nodes": state.summarize_objects(address)}, indent=1))
+        else:
+            click.echo(state.memory_summary(address, group_by=group_by, limit=limit))
+    except ConnectionError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 if __name__ == "__main__":  # pragma: no cover
     cli()

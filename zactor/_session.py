@@ -108,6 +108,32 @@ class EmbeddedCluster:
         _process.remove_tree(self.session_dir)
 
 
+def find_local_head() -> str:
+    """The address of the newest running local cluster of this user (``address="auto"``);
+    ConnectionError if there is none."""
+    root = os.path.join(config.SOCKET_ROOT, f"zactor-{os.getuid()}")
+    found = []
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        names = []
+    for name in names:
+        path = os.path.join(root, name)
+        sock = os.path.join(path, "head.sock")
+        try:
+            with open(os.path.join(path, "driver.pid")) as f:
+                pid = int(f.read().strip() or 0)
+            started = os.stat(sock).st_mtime
+        except (OSError, ValueError):
+            continue
+        if pid and _process.is_alive(pid):
+            found.append((started, sock))
+    if not found:
+        raise ConnectionError(f"no running zactor cluster of this user was found (looked in "
+                              f"{root}); start one with zactor.init() first")
+    return "ipc://" + max(found)[1]
+
+
 def spill_root_from(system_config: dict | None) -> str | None:
     """The directory of Ray's ``_system_config={"object_spilling_config": ...}`` (its
     "filesystem" type), if given."""

@@ -26,6 +26,7 @@ from zactor._process import describe_exit, pidfd, remove_tree
 from zactor._serialization import dumps_plain
 from zactor._transport import POLLIN, has_message, recv_parts, router, send_routed, zmq_poll
 from zactor.exceptions import ObjectLostError
+from zactor.head import memory
 from zactor.head.actors import ActorManager
 from zactor.head.objects import ObjectDirectory
 from zactor.head.records import Client, Worker
@@ -192,7 +193,7 @@ class Broker:
         kind, pid, node_id, info = fields
         if kind == "control":  # a worker's cancellation socket announcing itself
             return
-        if not isinstance(info, dict) or kind not in ("driver", "worker"):
+        if not isinstance(info, dict) or kind not in ("driver", "worker", "observer"):
             raise ProtocolError("bad HELLO")
         key = identity[:-1]
         client = Client(key, kind, pid, info)
@@ -207,6 +208,9 @@ class Broker:
             node.starting = max(0, node.starting - 1)
             self.workers_by_pid[pid] = worker
             self.worker_idle(worker)
+            self._welcome(client)
+        elif kind == "observer":  # zactor memory, zactor status: asks, submits nothing
+            self._watch_driver(client)
             self._welcome(client)
         else:
             self.drivers[key] = client
@@ -572,6 +576,8 @@ class Broker:
             self.store_of(client.worker.node if client.worker else None).abandon(client.key,
                                                                                  args)
             return True
+        if what == "memory":  # zactor memory / zactor.util.state
+            return memory.report(self)
         if what == "objects_exist":  # zactor.testing: which of these ids the head still has
             entries = self.objects.entries
             return [oid in entries for oid in args]

@@ -13,9 +13,10 @@ from collections.abc import Callable
 
 class ObjectEntry:
     __slots__ = ("status", "loc", "blob", "refs", "subscribers", "waiting_tasks", "owner",
-                 "contained", "contained_actors", "node", "freed")
+                 "contained", "contained_actors", "node", "freed", "creator")
 
     def __init__(self, owner: bytes | None) -> None:
+        self.creator = owner  # the client that made it (``zactor memory`` shows it)
         self.status: int | None = None  # None while pending
         self.loc = None
         self.blob = None
@@ -50,6 +51,8 @@ class ObjectDirectory:
         entry = self.entries.get(object_id)
         if entry is None:
             entry = self.entries[object_id] = ObjectEntry(owner)
+        elif entry.creator is None:
+            entry.creator = owner
         if holds is None:
             entry.refs += 1
         elif object_id not in holds:

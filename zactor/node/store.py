@@ -226,6 +226,18 @@ class ObjectStore:
         region = self.regions.get(loc[2])
         return region is not None and region.sealed and region.seal == loc[3]
 
+    def being_read(self, loc: list) -> bool:
+        """Whether a process maps the region at ``loc`` now (it cannot be spilled)."""
+        if len(loc) == 2:
+            return False
+        region = self.regions.get(loc[2])
+        if region is None or region.seal != loc[3]:
+            return False
+        if lock_region(self.fd, fcntl.F_WRLCK, region.offset, region.length, wait=False):
+            lock_region(self.fd, fcntl.F_UNLCK, region.offset, region.length, wait=False)
+            return False
+        return True
+
     def used(self) -> int:
         return self.capacity - self.free.free_bytes
 
