@@ -125,8 +125,9 @@ DRIVER_SCRIPT = textwrap.dedent(
     assert zactor.get(big.remote()).sum() == 4 << 20
     pids = [p.pid for p in psutil.Process().children(recursive=True)]
     shm = sorted({n for n in os.listdir("/dev/shm") if n.startswith("zactor")} - before)
-    print(json.dumps({"pids": pids, "workers": zactor.testing.worker_pids(), "shm": shm}),
-          flush=True)
+    session_dir = os.path.dirname(zactor.testing.head_address()[len("ipc://"):])
+    print(json.dumps({"pids": pids, "workers": zactor.testing.worker_pids(), "shm": shm,
+                      "session_dir": session_dir}), flush=True)
     if sys.argv[1] == "block":
         sys.stdin.read()
     """
@@ -153,7 +154,8 @@ def test_driver_exit_without_shutdown_stops_cluster_and_removes_shm():
 
 
 @pytest.mark.timeout(90)
-def test_killed_driver_leaves_no_processes_or_shm_files():
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killed_driver_leaves_no_processes_or_files(sig):
     proc = subprocess.Popen([sys.executable, "-c", DRIVER_SCRIPT, "block"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -161,13 +163,17 @@ def test_killed_driver_leaves_no_processes_or_shm_files():
         line = proc.stdout.readline()
         assert line, proc.stderr.read()
         report = json.loads(line)
-        os.kill(proc.pid, signal.SIGKILL)
+        os.kill(proc.pid, sig)
         proc.wait(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     _assert_cluster_gone(report)
+    # Neither signal lets the driver clean up after itself: the head removes the session's
+    # socket directory (and its spill directory) as it stops.
+    wait_until(lambda: not os.path.exists(report["session_dir"]), timeout=15,
+               message="the killed driver's session directory to be removed")
 
 
 @pytest.mark.timeout(60)

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 from zactor._version import __version__
 
 if TYPE_CHECKING:
-    from zactor import exceptions, util
+    import cloudpickle
+
+    from zactor import actor, exceptions, remote_function, runtime_context, util
     from zactor._actor import ActorClass, ActorHandle, method
     from zactor._api import (
         available_resources,
@@ -57,8 +59,12 @@ _WHERE = {
     "remote": "zactor._remote",
     "get_gpu_ids": "zactor._runtime_context",
     "get_runtime_context": "zactor._runtime_context",
+    "actor": "zactor.actor",
     "exceptions": "zactor.exceptions",
+    "remote_function": "zactor.remote_function",
+    "runtime_context": "zactor.runtime_context",
     "util": "zactor.util",
+    "cloudpickle": "cloudpickle",  # Ray re-exports the cloudpickle it uses: so do we
 }
 
 __all__ = [
@@ -68,8 +74,10 @@ __all__ = [
     "ObjectRef",
     "ObjectRefGenerator",
     "__version__",
+    "actor",
     "available_resources",
     "cancel",
+    "cloudpickle",
     "cluster_resources",
     "exceptions",
     "get",
@@ -83,6 +91,8 @@ __all__ = [
     "nodes",
     "put",
     "remote",
+    "remote_function",
+    "runtime_context",
     "shutdown",
     "util",
     "wait",
@@ -94,7 +104,7 @@ def __getattr__(name: str) -> Any:
     if where is None:
         raise AttributeError(f"module 'zactor' has no attribute {name!r}")
     module = importlib.import_module(where)
-    value = module if where == f"zactor.{name}" else getattr(module, name)
+    value = module if where in (f"zactor.{name}", name) else getattr(module, name)
     globals()[name] = value
     return value
 

@@ -14,6 +14,27 @@ _events = _refs.tracker.actor_events
 _BUILTIN_METHODS = {"__ray_ready__": 1, "__ray_terminate__": 1}
 
 
+class _ExitActor(BaseException):
+    """Raised by exit_actor(); the worker ends the actor when it reaches its main loop."""
+
+
+def exit_actor() -> None:
+    """End the current actor now, on purpose (Ray's ``ray.actor.exit_actor``): it is not
+    restarted, its queued calls fail with ActorDiedError, and its ``atexit`` handlers run.
+
+    Example::
+
+        @zactor.remote
+        class Job:
+            def finish(self):
+                zactor.actor.exit_actor()
+    """
+    worker = _state.worker
+    if worker is None or worker.actor_id is None:
+        raise TypeError("exit_actor() can only be called inside an actor")
+    raise _ExitActor()
+
+
 def _auto_core() -> Any:
     from zactor._api import core
 

@@ -11,7 +11,7 @@ import time
 import warnings
 from typing import Any
 
-from zactor import _refs, _state
+from zactor import _refs, _state, config
 from zactor._actor import ActorHandle
 from zactor._client import CoreClient
 from zactor._generator import ObjectRefGenerator
@@ -169,7 +169,22 @@ def shutdown() -> None:
         _refs.tracker.clear()
 
 
-atexit.register(shutdown)
+def _shutdown_at_exit() -> None:
+    """At interpreter exit: let the work this driver started finish for a moment (its output
+    reaches the terminal first, as with Ray), then shut down."""
+    c = _state.core
+    if c is not None and _state.worker is None and config.EXIT_GRACE_S > 0:
+        deadline = time.monotonic() + config.EXIT_GRACE_S
+        try:
+            while c.request("outstanding", timeout=config.EXIT_GRACE_S) and \
+                    time.monotonic() < deadline:
+                time.sleep(0.01)
+        except Exception:  # noqa: BLE001 - the cluster is gone already: nothing to wait for
+            pass
+    shutdown()
+
+
+atexit.register(_shutdown_at_exit)
 
 
 def core() -> CoreClient:
@@ -239,17 +254,19 @@ def store(c: CoreClient, ser) -> ObjectRef:
     return store_as(c, put_object_id(), ser)
 
 
-def store_as(c: CoreClient, oid: bytes, ser) -> ObjectRef:
-    """Register a serialized value as object ``oid``, owned by this process."""
+def store_as(c: CoreClient, oid: bytes, ser, status: int = 0) -> ObjectRef:
+    """Register a serialized value as object ``oid``, owned by this process (``status`` 1:
+    the value is an error that ``get`` raises)."""
     ref = ObjectRef(oid)
     if ser.is_large:
         loc = c.store.write(c, oid, ser)
-        c.store_local(oid, 0, loc, None)
-        c.send(encode(Msg.PUT, oid, loc, ser.contained, ser.contained_actors))
+        c.store_local(oid, status, loc, None)
+        c.send(encode(Msg.PUT, oid, loc, ser.contained, ser.contained_actors, status))
     else:
         blob = ser.to_blob()
-        c.store_local(oid, 0, None, blob)
-        c.send(encode(Msg.PUT, oid, None, ser.contained, ser.contained_actors), (blob,))
+        c.store_local(oid, status, None, blob)
+        c.send(encode(Msg.PUT, oid, None, ser.contained, ser.contained_actors, status),
+               (blob,))
     return ref
 
 

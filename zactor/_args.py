@@ -3,16 +3,20 @@
 The submitter replaces each top-level ``ObjectRef`` argument with a ``_Dep`` placeholder
 and lists its id in the spec's ``deps``; the worker swaps each placeholder for the value.
 Refs inside containers are pickled as refs (and pinned by the head while the task lives),
-exactly as in Ray.
+exactly as in Ray. A top-level argument too large to travel inline is stored as an object of
+its own and passed the same way, once for all the tasks it is passed to (zactor._arg_cache).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zactor._object_ref import ObjectRef
 from zactor._serialization import Serialized, is_plain, serialize, serialize_plain
+
+if TYPE_CHECKING:
+    from zactor._client import CoreClient
 
 
 class _Dep:
@@ -28,11 +32,14 @@ class _Dep:
 _NO_ARGS = serialize_plain(([], {}))
 
 
-def pack_args(args: tuple, kwargs: dict, what: str) -> tuple[Serialized, list[bytes]]:
+def pack_args(args: tuple, kwargs: dict, what: str,
+              core: CoreClient | None = None) -> tuple[Serialized, list[bytes], list]:
+    """The arguments' blob, the ids of the objects they name at the top level, and the refs
+    to keep until the task is sent (its large arguments, stored as objects)."""
     if not args and not kwargs:
-        return _NO_ARGS, []
+        return _NO_ARGS, [], []
     if is_plain(args) and is_plain(kwargs):
-        return serialize_plain((list(args), kwargs)), []
+        return serialize_plain((list(args), kwargs)), [], []
     deps: list[bytes] = []
 
     def sub(x: Any) -> Any:
@@ -47,7 +54,25 @@ def pack_args(args: tuple, kwargs: dict, what: str) -> tuple[Serialized, list[by
         ser = serialize((a, k))
     except Exception as exc:  # noqa: BLE001 - name the argument that does not pickle
         raise TypeError(_which_argument(args, kwargs, what, exc)) from exc
-    return ser, deps
+    keep: list = []
+    if ser.is_large and core is not None:
+
+        def stored(x: Any) -> Any:
+            if type(x) is _Dep or is_plain(x):
+                return x
+            one = serialize(x)
+            if not one.is_large:
+                return x
+            ref = core.arg_cache.ref_for(core, x, one)
+            keep.append(ref)
+            deps.append(ref._id)
+            return _Dep(len(deps) - 1)
+
+        a = [stored(x) for x in a]
+        k = {key: stored(v) for key, v in k.items()}
+        if keep:
+            ser = serialize((a, k))
+    return ser, deps, keep
 
 
 def _which_argument(args: tuple, kwargs: dict, what: str, exc: Exception) -> str:

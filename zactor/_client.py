@@ -28,6 +28,7 @@ from typing import Any
 import zmq
 
 from zactor import _refs, _serialization, config
+from zactor._arg_cache import ArgCache
 from zactor._direct import Routes
 from zactor._object_store import StoreClient
 from zactor._transport import dealer, has_message, recv_parts, send_parts, wait_readable
@@ -91,6 +92,7 @@ class CoreClient:
         self._last_flush = time.monotonic()
         self.welcome = self._handshake(kind, info or {}, node_id, alive_check, connect_timeout)
         self.store = StoreClient(*self.welcome.get("store") or (None, 0))
+        self.arg_cache = ArgCache()
         # Without an I/O thread (workers), the constructing thread reads the inbound socket
         # itself: in its main loop, and in any get/wait/request it makes (see pump()).
         self._pump_ident = None if io_thread else threading.get_ident()

@@ -169,7 +169,10 @@ async def _first_ready(ids: list[bytes]) -> None:
     done = loop.create_future()
 
     def ready(_entry: Any) -> None:
-        loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+        try:
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+        except RuntimeError:  # that loop has closed: nobody waits any more
+            pass
 
     for oid in ids:
         core.on_ready(oid, ready)

@@ -171,6 +171,21 @@ class StoreClient:
             views[oid] = weakref.ref(mm, forget)
         return _serialization.loads(memoryview(mm)[HEADER:HEADER + size])
 
+    def layout_view(self, oid: bytes, loc: list) -> memoryview | None:
+        """The stored bytes of the object at ``loc`` (read-only; None if it moved)."""
+        if len(loc) == 2:
+            fd = os.open(loc[0], os.O_RDONLY)
+            try:
+                return memoryview(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
+            finally:
+                os.close(fd)
+        path, size, offset, seal = loc
+        try:
+            mm = self._map(path, size, offset, seal)
+        except ObjectMoved:
+            return None
+        return memoryview(mm)[HEADER:HEADER + size]
+
     def _map(self, path: str, size: int, offset: int, seal: bytes) -> mmap.mmap:
         length = region_length(size)
         fd = os.open(path, os.O_RDONLY)

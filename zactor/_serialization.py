@@ -287,20 +287,37 @@ def error_blob(exc: BaseException, task_name: str, pid: int) -> bytes:
     When the exception itself cannot be pickled, its type name, message and traceback text
     still travel; when even its class can be pickled, the caller gets an instance of it.
     """
+    return serialize_error(exc, task_name, pid).to_blob()
+
+
+def serialize_error(exc: BaseException, task_name: str, pid: int) -> Serialized:
+    """The TaskError for ``exc``, pickled (see error_blob)."""
     if isinstance(exc, TaskError):  # a nested failure: pass the innermost cause on
         tb_text = exc.traceback_str
         cause: BaseException | None = exc.cause
     else:
-        tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        tb_text = "".join(traceback.format_exception(type(exc), exc, _user_frames(exc)))
         cause = exc
     type_name = exc.cause_type_name if isinstance(exc, TaskError) else type(exc).__name__
     err = TaskError(task_name, tb_text, cause, type_name, pid)
     try:
-        return serialize(err).to_blob()
+        return serialize(err)
     except Exception:  # noqa: BLE001 - the cause does not pickle; keep its class if that does
         pass
     substitute = _substitute_cause(cause)
-    return serialize(TaskError(task_name, tb_text, substitute, type_name, pid)).to_blob()
+    return serialize(TaskError(task_name, tb_text, substitute, type_name, pid))
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _user_frames(exc: BaseException):
+    """The traceback from the first frame outside zactor on: the worker's own frames that
+    called the user's function say nothing to the user (Ray shows only theirs too)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        tb = tb.tb_next
+    return tb if tb is not None else exc.__traceback__
 
 
 def _substitute_cause(cause: BaseException | None) -> BaseException | None:

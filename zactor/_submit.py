@@ -9,6 +9,9 @@ try:  # the built-in module: hashlib would load OpenSSL (several MB) for one has
 except ImportError:  # pragma: no cover
     from hashlib import blake2b
 
+import io
+import types
+
 import cloudpickle
 
 from zactor import _state
@@ -24,12 +27,36 @@ class Exported:
 
     def __init__(self, obj: Any, what: str) -> None:
         try:
-            self.blob = cloudpickle.dumps(obj, protocol=5)
+            self.blob = _dumps_keeping_filenames(obj)
         except Exception as exc:  # noqa: BLE001
             raise TypeError(f"Could not serialize {what}: {type(exc).__name__}: {exc}. "
                             "Remote functions and actor classes must be picklable "
                             "(check what they capture from the enclosing scope).") from exc
         self.hash = blake2b(self.blob, digest_size=16).digest()
+
+
+_code_reduce = getattr(getattr(cloudpickle, "cloudpickle", None), "_code_reduce", None)
+
+
+class _FilenamePickler(cloudpickle.Pickler):
+    """cloudpickle, except that code keeps its file name: cloudpickle 3 writes
+    "<dynamic-code>" instead (for byte-identical pickles across machines), which leaves
+    remote tracebacks without file names or source lines. Ray's own copy keeps them."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is types.CodeType:
+            rebuild, args = _code_reduce(obj)
+            return rebuild, tuple(obj.co_filename if type(a) is str and a == "<dynamic-code>"
+                                  else a for a in args)
+        return super().reducer_override(obj)
+
+
+def _dumps_keeping_filenames(obj: Any) -> bytes:
+    if _code_reduce is None:  # pragma: no cover - a cloudpickle without that helper
+        return cloudpickle.dumps(obj, protocol=5)
+    out = io.BytesIO()
+    _FilenamePickler(out, protocol=5).dump(obj)
+    return out.getvalue()
 
 
 def parent_task_id() -> bytes | None:
@@ -44,7 +71,7 @@ def submit(core: CoreClient, spec: list, args: tuple, kwargs: dict, what: str,
            actor_id: bytes | None = None) -> None:
     """Fill the spec's argument slots and send it (with the function, the first time).
     A call to ``actor_id`` may go straight to the actor (zactor._direct)."""
-    ser, deps = pack_args(args, kwargs, what)
+    ser, deps, large = pack_args(args, kwargs, what, core)
     spec[S.DEPS] = deps
     spec[S.CONTAINED] = ser.contained
     spec[S.CONTAINED_ACTORS] = ser.contained_actors
@@ -73,4 +100,4 @@ def submit(core: CoreClient, spec: list, args: tuple, kwargs: dict, what: str,
         core.send_call(actor_id, spec, frames, direct_ok, return_ids)
     else:
         core.send(encode(Msg.SUBMIT, spec), frames)
-    del keep
+    del keep, large

@@ -44,6 +44,9 @@ SOCKET_ROOT: str = os.environ.get("ZACTOR_SOCKET_ROOT", "/tmp")
 
 #: Seconds a driver waits for the head of an embedded cluster to answer.
 HEAD_START_TIMEOUT_S: float = _env_float("HEAD_START_TIMEOUT_S", 30.0)
+#: Seconds a driver exiting without shutdown() lets the tasks it started finish (their output
+#: reaches its terminal before it ends).
+EXIT_GRACE_S: float = _env_float("EXIT_GRACE_S", 2.0)
 #: Seconds shutdown waits for the head to stop before killing it.
 SHUTDOWN_TIMEOUT_S: float = _env_float("SHUTDOWN_TIMEOUT_S", 10.0)
 #: Milliseconds between ZeroMQ reconnect attempts (the head may still be starting).

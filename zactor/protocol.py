@@ -64,7 +64,8 @@ class Msg(enum.IntEnum):
 FIELDS: dict[Msg, tuple[str, ...]] = {
     Msg.HELLO: ("kind", "pid", "node_id", "info"),
     Msg.SUBMIT: ("spec",),  # | args blob, [function blob if spec says it is included]
-    Msg.PUT: ("object_id", "loc", "contained", "contained_actors"),  # | blob if inline
+    # status: OK, or ERROR for an error stored as a value (a dynamic generator's failure)
+    Msg.PUT: ("object_id", "loc", "contained", "contained_actors", "status"),  # | inline blob
     Msg.SUBSCRIBE: ("object_ids",),
     # streams_closed: [task id, first item never taken, items known (-1: unknown)] for each
     # ObjectRefGenerator this process dropped: the items it never took are released.

@@ -393,6 +393,14 @@ class ActorManager:
             f"The actor {actor.class_name} was killed by zactor.kill()", actor_id.hex())),
             kill=True)
 
+    def exited(self, actor: ActorRecord) -> None:
+        """The actor called exit_actor(): it ends for good, its queued calls fail."""
+        if actor.state == "dead":
+            return
+        self.died(actor, dumps_plain(ActorDiedError(
+            f"The actor {actor.class_name} exited: it called exit_actor()",
+            actor.actor_id.hex())), kill=True)
+
     def terminate(self, actor: ActorRecord, why: str) -> None:
         """End an actor gracefully: calls already sent finish first."""
         blob = dumps_plain(ActorDiedError(f"The actor {actor.class_name} is dead: {why}",

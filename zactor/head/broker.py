@@ -33,7 +33,7 @@ from zactor.head.records import Client, Worker
 from zactor.head.scheduler import Node, Scheduler
 from zactor.head.tasks import TaskManager
 from zactor.node.agent import NodeAgent
-from zactor.protocol import Msg, ProtocolError, S, TaskKind, decode, encode
+from zactor.protocol import Msg, ProtocolError, S, Status, TaskKind, decode, encode
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +386,9 @@ class Broker:
         self.actors.called(client, spec, address, frames[0])
 
     def on_put(self, client: Client, fields: list, frames: list) -> None:
-        oid, loc, contained, contained_actors = fields
+        oid, loc, contained, contained_actors, status = fields
+        if status not in (Status.OK, Status.ERROR):
+            raise ProtocolError(f"PUT: bad status {status!r}")
         self.objects.create(oid, client.key, client.holds)
         node = client.worker.node if client.worker else None
         if loc is not None:
@@ -394,7 +396,7 @@ class Broker:
         # The putting process already has the value: mark it as not the owner to push to.
         entry = self.objects.entries[oid]
         entry.owner = None
-        self.tasks.deliver(oid, 0, loc, frames[0] if loc is None else None, contained,
+        self.tasks.deliver(oid, status, loc, frames[0] if loc is None else None, contained,
                            contained_actors, node)
 
     def on_subscribe(self, client: Client, fields: list, _frames) -> None:
@@ -567,6 +569,21 @@ class Broker:
                     "lineage": len(self.tasks.lineage)}
         if what == "worker_pids":
             return sorted(self.workers_by_pid)
+        if what == "adopt":  # zactor._arg_cache: hold this object, if it still exists
+            entry = self.objects.entries.get(args)
+            if entry is None or entry.status is None:
+                return None
+            self.objects.add_ref(args, client.holds)
+            return [entry.status, entry.loc]
+        if what == "outstanding":  # tasks and calls of this client not finished yet
+            return sum(1 for t in self.tasks.tasks.values()
+                       if t.owner == client.key and t.state != "done")
+        if what == "exit_actor":  # the actor's own worker ends it (zactor.actor.exit_actor)
+            worker = client.worker
+            if worker is not None and worker.actor is not None and \
+                    worker.actor.actor_id == args:
+                self.actors.exited(worker.actor)
+            return True
         if what == "prealloc":  # a spare region for the client's next large write
             if not isinstance(args, int):
                 raise ProtocolError("prealloc: expected a length")
@@ -605,5 +622,9 @@ class Broker:
         shm_dir = self.cfg.get("shm_dir")
         if shm_dir:
             remove_tree(shm_dir)
+        if self.cfg.get("driver_pid") and self.address.startswith("ipc://"):
+            # The driver may be gone (SIGTERM skips its own cleanup): its session directory
+            # goes with the head. When the driver is alive it removes it again, harmlessly.
+            remove_tree(os.path.dirname(self.address[len("ipc://"):]))
         self.sock.close(linger=0)
         self.ctx.term()

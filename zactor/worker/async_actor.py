@@ -11,6 +11,7 @@ import inspect
 import threading
 from typing import TYPE_CHECKING, Any
 
+from zactor._actor import _ExitActor
 from zactor.exceptions import TaskCancelledError
 from zactor.protocol import S
 from zactor.worker import generators
@@ -23,6 +24,7 @@ class AsyncActorLoop:
     def __init__(self, runtime: WorkerRuntime, concurrency: int) -> None:
         self.runtime = runtime
         self.tasks: dict[bytes, asyncio.Future] = {}
+        self.cancelled: set[bytes] = set()
         self.loop = asyncio.new_event_loop()
         started = threading.Event()
 
@@ -42,6 +44,8 @@ class AsyncActorLoop:
         task = self.tasks.get(task_id)
         if task is None:
             return False
+        # Cancelled it stays, even if the coroutine catches CancelledError (as in Ray).
+        self.cancelled.add(task_id)
         self.loop.call_soon_threadsafe(task.cancel)
         return True
 
@@ -73,6 +77,8 @@ class AsyncActorLoop:
                         result: Any = await task
                     finally:
                         self.tasks.pop(task_id, None)
+                    if task_id in self.cancelled:
+                        raise asyncio.CancelledError()
                     if streaming and inspect.isasyncgenfunction(fn):
                         return  # the stream has been sent
                 else:
@@ -83,8 +89,15 @@ class AsyncActorLoop:
             else:
                 rt.send_results(spec, result)
         except asyncio.CancelledError:
-            rt.send_error(spec, TaskCancelledError(f"Task {spec[S.NAME]} was cancelled"))
+            # Ray raises this one as a RayTaskError that is also a TaskCancelledError.
+            rt.send_error(spec, TaskCancelledError(f"Task {spec[S.NAME]} was cancelled"),
+                          as_task_error=True)
+        except SystemExit as exc:
+            rt.exit_process(exc.code)
+        except _ExitActor:
+            rt.exit_actor()
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
             rt.send_error(spec, exc)
         finally:
+            self.cancelled.discard(task_id)
             rt.track(-1)

@@ -24,7 +24,13 @@ def run(rt: WorkerRuntime, spec: list, gen: Any) -> None:
     """Drive a (sync) generator ``gen`` returned by the task's function."""
     _check_generator(spec, gen, "__next__")
     if spec[S.NUM_RETURNS] == DYNAMIC:
-        finish_dynamic(rt, spec, [_store_item(rt, spec, i, v) for i, v in enumerate(gen)])
+        refs: list = []
+        try:
+            for value in gen:
+                refs.append(_store_item(rt, spec, len(refs), value))
+        except Exception as exc:  # noqa: BLE001 - as in Ray: the error is the last item
+            refs.append(_store_error(rt, spec, len(refs), exc))
+        finish_dynamic(rt, spec, refs)
         return
     count = 0
     for value in gen:
@@ -38,12 +44,17 @@ async def run_async(rt: WorkerRuntime, spec: list, agen: Any) -> None:
     _check_generator(spec, agen, "__anext__")
     count = 0
     refs = []
-    async for value in agen:
-        if spec[S.NUM_RETURNS] == DYNAMIC:
-            refs.append(_store_item(rt, spec, count, value))
-        else:
-            send_item(rt, spec, count, value)
-        count += 1
+    try:
+        async for value in agen:
+            if spec[S.NUM_RETURNS] == DYNAMIC:
+                refs.append(_store_item(rt, spec, count, value))
+            else:
+                send_item(rt, spec, count, value)
+            count += 1
+    except Exception as exc:  # noqa: BLE001 - a dynamic generator keeps it as its last item
+        if spec[S.NUM_RETURNS] != DYNAMIC:
+            raise
+        refs.append(_store_error(rt, spec, count, exc))
     if spec[S.NUM_RETURNS] == DYNAMIC:
         finish_dynamic(rt, spec, refs)
     else:
@@ -69,6 +80,14 @@ def _store_item(rt: WorkerRuntime, spec: list, index: int, value: Any):
     from zactor._serialization import serialize
 
     return store_as(rt.core, _ids.stream_item_id(spec[S.TASK_ID], index), serialize(value))
+
+
+def _store_error(rt: WorkerRuntime, spec: list, index: int, exc: BaseException):
+    from zactor._api import store_as
+    from zactor._serialization import serialize_error
+
+    return store_as(rt.core, _ids.stream_item_id(spec[S.TASK_ID], index),
+                    serialize_error(exc, spec[S.NAME], rt.pid), status=1)
 
 
 def _check_generator(spec: list, gen: Any, method: str) -> None:

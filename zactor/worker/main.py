@@ -20,6 +20,7 @@ arrive once (the head knows which this worker has) and are cached by content has
 from __future__ import annotations
 
 import collections
+import inspect
 import logging
 import os
 import signal
@@ -31,6 +32,7 @@ import cloudpickle
 import zmq
 
 from zactor import _process, _serialization, _state, config
+from zactor._actor import _ExitActor
 from zactor._args import unpack_args
 from zactor._client import CoreClient
 from zactor._ids import return_ids
@@ -344,7 +346,14 @@ class WorkerRuntime:
                 return
             if on_main:
                 self.current = None
+            if task_id in self.cancelled:  # a sync actor method that saw is_canceled()
+                self.cancelled.discard(task_id)
+                raise TaskCancelledError(f"Task {spec[S.NAME]} was cancelled")
             self.send_results(spec, result)
+        except SystemExit as exc:  # sys.exit() in user code ends the process, as in Ray
+            self.exit_process(exc.code)
+        except _ExitActor:
+            self.exit_actor()
         except _Interrupted:
             self.current = None
             self.send_error(spec, TaskCancelledError(f"Task {spec[S.NAME]} was cancelled"))
@@ -359,6 +368,37 @@ class WorkerRuntime:
                 stream.flush()
             del keep
 
+    def is_canceled(self) -> bool:
+        task_id = self.context.task_id
+        return task_id is not None and (task_id in self.cancelled or
+                                        task_id == self.cancel_target)
+
+    def exit_process(self, code: Any) -> None:
+        """The task called ``sys.exit``: the worker exits with that status (the head sees a
+        dead worker: retries and restarts follow), after its output has left."""
+        status = code if isinstance(code, int) else (0 if code is None else 1)
+        if code is not None and not isinstance(code, int):
+            print(code, file=sys.stderr)
+        self._leave(status)
+
+    def exit_actor(self) -> None:
+        """exit_actor(): the actor ends for good; its atexit handlers run first."""
+        import atexit
+
+        atexit._run_exitfuncs()
+        self.core.tell("exit_actor", self.actor_id)
+        self._leave(0)
+
+    def _leave(self, status: int) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001
+                pass
+        with self.core._send_lock:
+            self.core.out.close(linger=2000)  # what was sent (output, YIELDs) goes first
+        os._exit(status)
+
     def check_not_cancelled(self, spec: list) -> None:
         task_id = spec[S.TASK_ID]
         if task_id in self.cancelled:
@@ -372,6 +412,22 @@ class WorkerRuntime:
             values = [result]
         elif n == 0:
             values = []
+        elif inspect.isgenerator(result):
+            # A generator for a fixed num_returns: values it yielded before failing are kept,
+            # the rest of the refs hold its error (as in Ray).
+            values = []
+            try:
+                for value in result:
+                    values.append(value)
+                    if len(values) > n:
+                        break
+            except Exception as exc:  # noqa: BLE001
+                if len(values) < n:
+                    self.send_values(spec, return_ids(task_id, n), values, exc)
+                    return
+            if len(values) != n:
+                raise ValueError(f"Task {spec[S.NAME]} has num_returns={n} but its generator "
+                                 f"yielded {'more' if len(values) > n else len(values)} values")
         else:
             try:
                 values = list(result)
@@ -382,8 +438,10 @@ class WorkerRuntime:
                 raise ValueError(f"Task {spec[S.NAME]} has num_returns={n} but returned {got}")
         self.send_values(spec, return_ids(task_id, n), values)
 
-    def send_values(self, spec: list, ids: list[bytes], values: list) -> None:
-        """The task's results: objects ``ids`` hold ``values``."""
+    def send_values(self, spec: list, ids: list[bytes], values: list,
+                    error: BaseException | None = None) -> None:
+        """The task's results: objects ``ids`` hold ``values``, and ``error`` if there are
+        more ids than values."""
         results: list = []
         blobs: list = []
         if self.checkpointing and spec[S.KIND] == TaskKind.ACTOR_CALL:
@@ -391,11 +449,16 @@ class WorkerRuntime:
             # a restart.
             state = _serialization.serialize(self.instance.__zactor_checkpoint__()).to_blob()
             self.core.send(encode(Msg.CHECKPOINT, self.actor_id), (state,))
-        for oid, value in zip(ids, values, strict=True):
+        for oid, value in zip(ids, values, strict=False):
             result, blob = self.encode_value(spec, oid, value)
             results.append(result)
             if blob is not None:
                 blobs.append(blob)
+        if len(ids) > len(values):
+            failure = _serialization.error_blob(error, spec[S.NAME], self.pid)
+            for oid in ids[len(values):]:
+                results.append((oid, Status.ERROR, None, (), ()))
+                blobs.append(failure)
         direct = None if self.reply_to is None else self._reply(results, blobs)
         self.core.send(encode(Msg.TASK_DONE, spec[S.TASK_ID], results, False, direct), blobs)
 
@@ -434,11 +497,11 @@ class WorkerRuntime:
             return [caller, False]
         return [caller, True]
 
-    def send_error(self, spec: list, exc: BaseException) -> None:
+    def send_error(self, spec: list, exc: BaseException, as_task_error: bool = False) -> None:
         if isinstance(exc, _ActorBroken):
             self._send_failure_blob(spec, self.actor_error_blob)
             return
-        if isinstance(exc, TaskCancelledError):
+        if isinstance(exc, TaskCancelledError) and not as_task_error:
             blob = _serialization.dumps_plain(exc)
         else:
             blob = _serialization.error_blob(exc, spec[S.NAME], self.pid)
