@@ -14,13 +14,19 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# An editable install is not byte-compiled as a regular one is, and where
+# PYTHONDONTWRITEBYTECODE is set every process would compile zactor again at start-up.
+.PHONY: bytecode
+bytecode: $(STAMP)
+	$(PY) -m compileall -q zactor cli > /dev/null
+
+demo: bytecode
 	$(PY) examples/wordcount.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: lint
+test: lint bytecode
 	$(PY) -m pytest
 
 # Ray lives in a virtualenv of its own: it is a point of comparison, never a dependency.
@@ -30,10 +36,10 @@ $(RAY_VENV)/.installed-stamp:
 	$(RAY_VENV)/bin/python -m pip install -q 'ray==$(RAY_VERSION)' numpy psutil
 	touch $@
 
-bench: $(STAMP) $(RAY_VENV)/.installed-stamp
+bench: bytecode $(RAY_VENV)/.installed-stamp
 	$(PY) benchmarks/microbench.py --compare --ray-python $(RAY_VENV)/bin/python
 
-bench-zactor: $(STAMP)
+bench-zactor: bytecode
 	$(PY) benchmarks/microbench.py
 
 clean:

@@ -8,14 +8,11 @@ from zactor import _ids, _options, _refs, _serialization, _state
 from zactor._generator import ObjectRefGenerator
 from zactor._object_ref import ObjectRef
 from zactor._submit import Exported, parent_task_id, submit
+from zactor.exceptions import _ActorExit
 from zactor.protocol import STREAMING, TaskKind, return_count
 
 _events = _refs.tracker.actor_events
 _BUILTIN_METHODS = {"__ray_ready__": 1, "__ray_terminate__": 1}
-
-
-class _ExitActor(BaseException):
-    """Raised by exit_actor(); the worker ends the actor when it reaches its main loop."""
 
 
 def exit_actor() -> None:
@@ -32,7 +29,7 @@ def exit_actor() -> None:
     worker = _state.worker
     if worker is None or worker.actor_id is None:
         raise TypeError("exit_actor() can only be called inside an actor")
-    raise _ExitActor()
+    raise _ActorExit()
 
 
 def _auto_core() -> Any:

@@ -2,10 +2,13 @@
 
 A top-level argument too large to travel inline becomes an object of its own, as in Ray. This
 process remembers, per argument object (by identity, held weakly), which object it became.
-Passed again while that object still exists, the argument is compared with the stored copy —
-a mutated array must not be sent stale — and, if equal, the same object is passed again.
-Asking the head whether the object still exists also makes this process hold it, so it cannot
-vanish between the answer and the task.
+Passed again, it asks the head whether that object is still needed by something other than
+this process's own ref (a pending task, another process, an object it is nested in): only
+then would two copies be alive at once. If so, the argument is compared with the stored copy —
+a mutated array must not be sent stale — and, if equal, the same object is passed again; the
+head's answer also makes this process hold it, so it cannot vanish before the task is sent.
+An old copy nothing else needs is about to be freed, and writing a new one costs no more than
+comparing, so it is not reused.
 
 Only arguments with out-of-band buffers (numpy arrays and the like) are compared: their
 buffers are compared with ``memcmp`` at memory speed, their (small) pickles as bytes.
@@ -36,7 +39,7 @@ class ArgCache:
 
     def ref_for(self, core: CoreClient, value: Any, ser: Serialized) -> ObjectRef:
         """An object holding ``value`` (serialized as ``ser``): the one made for it before if
-        it still exists and still equals it, else a new one."""
+        something still needs it and it still equals ``value``, else a new one."""
         key = id(value)
         entry = self._entries.get(key)
         if entry is not None and entry[0]() is value:
@@ -68,7 +71,8 @@ class ArgCache:
             entries.popitem(last=False)
 
     def _reuse(self, core: CoreClient, oid: bytes, ser: Serialized) -> ObjectRef | None:
-        answer = core.request("adopt", oid)  # now held by this process, if it still exists
+        # Held by this process from now on, if it exists and is needed elsewhere too.
+        answer = core.request("adopt", oid)
         if answer is None:
             return None
         ref = ObjectRef(oid)

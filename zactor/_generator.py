@@ -15,7 +15,6 @@ stream ends after it.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from zactor import _ids, _refs, _state
@@ -164,6 +163,8 @@ class ObjectRefGenerator:
 
 async def _first_ready(ids: list[bytes]) -> None:
     """Wait (in asyncio) until any of ``ids`` is ready in this process."""
+    import asyncio  # only async code gets here: drivers need not load asyncio
+
     core = _state.core
     loop = asyncio.get_running_loop()
     done = loop.create_future()

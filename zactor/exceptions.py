@@ -174,6 +174,10 @@ class NodeDiedError(ZactorError):
     """The node the work ran on died."""
 
 
+class _ActorExit(BaseException):  # noqa: N818 - a signal, not an error
+    """Raised by ``zactor.actor.exit_actor()``; the actor's worker ends the actor on it."""
+
+
 # Ray's names, so that ``except ray.exceptions.RayActorError`` keeps working after the import
 # switch.
 RayError = ZactorError

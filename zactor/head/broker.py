@@ -569,10 +569,12 @@ class Broker:
                     "lineage": len(self.tasks.lineage)}
         if what == "worker_pids":
             return sorted(self.workers_by_pid)
-        if what == "adopt":  # zactor._arg_cache: hold this object, if it still exists
+        if what == "adopt":  # zactor._arg_cache: hold this object, if others need it too
             entry = self.objects.entries.get(args)
             if entry is None or entry.status is None:
                 return None
+            if entry.refs - (1 if args in client.holds else 0) <= 0:
+                return None  # only this client's own ref keeps it: it is about to go
             self.objects.add_ref(args, client.holds)
             return [entry.status, entry.loc]
         if what == "outstanding":  # tasks and calls of this client not finished yet

@@ -11,8 +11,7 @@ import inspect
 import threading
 from typing import TYPE_CHECKING, Any
 
-from zactor._actor import _ExitActor
-from zactor.exceptions import TaskCancelledError
+from zactor.exceptions import TaskCancelledError, _ActorExit
 from zactor.protocol import S
 from zactor.worker import generators
 
@@ -94,7 +93,7 @@ class AsyncActorLoop:
                           as_task_error=True)
         except SystemExit as exc:
             rt.exit_process(exc.code)
-        except _ExitActor:
+        except _ActorExit:
             rt.exit_actor()
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
             rt.send_error(spec, exc)

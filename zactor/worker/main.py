@@ -32,13 +32,12 @@ import cloudpickle
 import zmq
 
 from zactor import _process, _serialization, _state, config
-from zactor._actor import _ExitActor
 from zactor._args import unpack_args
 from zactor._client import CoreClient
 from zactor._ids import return_ids
 from zactor._object_ref import ObjectRef
 from zactor._transport import POLLIN, dealer, has_message, recv_parts, send_routed, zmq_poll
-from zactor.exceptions import ActorDiedError, TaskCancelledError
+from zactor.exceptions import ActorDiedError, TaskCancelledError, _ActorExit
 from zactor.protocol import (
     SPEC_FIELDS,
     Msg,
@@ -352,7 +351,7 @@ class WorkerRuntime:
             self.send_results(spec, result)
         except SystemExit as exc:  # sys.exit() in user code ends the process, as in Ray
             self.exit_process(exc.code)
-        except _ExitActor:
+        except _ActorExit:
             self.exit_actor()
         except _Interrupted:
             self.current = None
