@@ -9,6 +9,9 @@ copying into a region this process wrote before touches pages already in its pag
 memory speed. A region whose pages are not allocated yet ("cold") is written with ``pwrite``:
 the kernel allocates the pages itself, and a full ``/dev/shm`` is an error, not a crash.
 
+Large buffers are copied by ``PUT_COPY_THREADS`` threads at once (numpy's copy lets go of the
+GIL): one core alone does not saturate the memory bus, as Ray's plasma client knows too.
+
 The head's answer costs a round trip, as long as copying 10 MB. So after each write a process
 asks, without waiting, for a *spare* region of the same size, and its next write of about that
 size goes straight into it. In a loop of puts the spare is the region freed by the previous
@@ -26,6 +29,7 @@ from __future__ import annotations
 import fcntl
 import mmap
 import os
+import sys
 import threading
 import time
 import weakref
@@ -38,6 +42,34 @@ from zactor.exceptions import ObjectStoreFullError
 if TYPE_CHECKING:
     from zactor._client import CoreClient
     from zactor._serialization import Serialized
+
+
+_copy_pool: Any = None
+
+
+def _copy(dest: memoryview, src: memoryview) -> None:
+    """``dest[:] = src``, split over threads when it is large and numpy can do it without the
+    GIL."""
+    threads = config.PUT_COPY_THREADS
+    n = src.nbytes
+    if threads < 2 or n < config.PARALLEL_COPY_MIN or "numpy" not in sys.modules:
+        dest[:] = src
+        return
+    global _copy_pool
+    import numpy as np
+
+    if _copy_pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _copy_pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="zactor-copy")
+    d = np.frombuffer(dest, dtype=np.uint8)
+    s = np.frombuffer(src, dtype=np.uint8)
+    step = (n // threads + 4095) // 4096 * 4096
+    futures = [_copy_pool.submit(np.copyto, d[i:i + step], s[i:i + step])
+               for i in range(step, n, step)]
+    np.copyto(d[:step], s[:step])
+    for future in futures:
+        future.result()
 
 
 class ObjectMoved(FileNotFoundError):
@@ -145,7 +177,7 @@ class StoreClient:
         start = offset + HEADER
         if hot:
             view = self._rw_view
-            ser.write_into(view[start:start + ser.layout_size()])
+            ser.write_into(view[start:start + ser.layout_size()], _copy)
             view[offset:offset + SEAL_LEN] = seal  # last: the region is whole once sealed
         else:
             ser.write_at(fd, start)

@@ -110,14 +110,18 @@ class Serialized:
         off, data = pieces[-1]
         return off + memoryview(data).nbytes
 
-    def write_into(self, dest: memoryview) -> None:
+    def write_into(self, dest: memoryview, copy=None) -> None:
         """Copy the layout into ``dest`` (a writable view at least ``layout_size()`` long,
-        whose untouched padding may hold anything)."""
+        whose untouched padding may hold anything); ``copy(dest, src)`` copies each piece
+        (default: a plain memoryview assignment)."""
         header, pieces = self._layout()
         dest[:len(header)] = header
         for off, data in pieces:
             view = memoryview(data).cast("B")
-            dest[off:off + view.nbytes] = view
+            if copy is None:
+                dest[off:off + view.nbytes] = view
+            else:
+                copy(dest[off:off + view.nbytes], view)
 
     def write_at(self, fd: int, start: int) -> None:
         """``pwrite`` the layout into ``fd`` at ``start``: the kernel allocates the pages,

@@ -34,6 +34,10 @@ OBJECT_STORE_FRACTION: float = _env_float("OBJECT_STORE_FRACTION", 0.3)
 SPILL_DIR: str = os.environ.get("ZACTOR_SPILL_DIR", "")
 #: Bytes the spill directory's disk must keep free after a spill or a fallback write.
 SPILL_DISK_RESERVE: int = _env_int("SPILL_DISK_RESERVE", 256 * 1024 * 1024)
+#: Threads that copy one large object into the store together (one core alone does not
+#: saturate the memory bus), for buffers of at least PARALLEL_COPY_MIN bytes.
+PUT_COPY_THREADS: int = _env_int("PUT_COPY_THREADS", min(4, os.cpu_count() or 1))
+PARALLEL_COPY_MIN: int = _env_int("PARALLEL_COPY_MIN", 8 * 1024 * 1024)
 #: Seconds a process keeps a spare store region for its next large write (0: no spares).
 SPARE_TTL_S: float = _env_float("SPARE_TTL_S", 0.5)
 #: Seconds free store memory stays mapped for reuse (fast to write into) before it is given
