@@ -81,8 +81,10 @@ class Config:
     async_n: int = 2000
     # size label -> bytes of the array for the large-object rows
     sizes: tuple = (("10mb", 10 << 20), ("100mb", 100 << 20), ("1gb", 1 << 30))
-    put_warmup: int = 3  # puts before the measured ones: the store's memory is then warm
-    put_reps: int = 5
+    # puts before the measured ones: a loop of puts settles into memory the store has
+    # already mapped (both backends), and that steady state is what is measured
+    put_warmup: int = 10
+    put_reps: int = 10
     get_reps: int = 5
     row_timeout_s: int = 120
     probe_timeout_s: int = 120

@@ -112,6 +112,8 @@ class StoreClient:
                 raise ObjectStoreFullError(
                     f"Could not write object {oid.hex()} ({size / 2**20:.1f} MiB) into the "
                     f"object store's shared memory: {exc}") from exc
+            # Asked after copying, not before: the head answering would take a core from the
+            # copy threads.
             self._ask_spare(core, length)
             return [self.arena_path, size, offset, seal]
         if kind == "file":
