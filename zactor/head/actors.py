@@ -394,12 +394,15 @@ class ActorManager:
             kill=True)
 
     def exited(self, actor: ActorRecord) -> None:
-        """The actor called exit_actor(): it ends for good, its queued calls fail."""
+        """The actor called exit_actor(): it ends for good, its queued calls fail. Its
+        process exits by itself once told (it waits for this answer)."""
         if actor.state == "dead":
             return
+        if actor.worker is not None:
+            actor.worker.exiting = True
         self.died(actor, dumps_plain(ActorDiedError(
             f"The actor {actor.class_name} exited: it called exit_actor()",
-            actor.actor_id.hex())), kill=True)
+            actor.actor_id.hex())))
 
     def terminate(self, actor: ActorRecord, why: str) -> None:
         """End an actor gracefully: calls already sent finish first."""

@@ -26,10 +26,10 @@ from zactor._process import describe_exit, pidfd, remove_tree
 from zactor._serialization import dumps_plain
 from zactor._transport import POLLIN, has_message, recv_parts, router, send_routed, zmq_poll
 from zactor.exceptions import ObjectLostError
-from zactor.head import memory
 from zactor.head.actors import ActorManager
 from zactor.head.objects import ObjectDirectory
 from zactor.head.records import Client, Worker
+from zactor.head.requests import Requests
 from zactor.head.scheduler import Node, Scheduler
 from zactor.head.tasks import TaskManager
 from zactor.node.agent import NodeAgent
@@ -52,6 +52,7 @@ class Broker:
         self.scheduler = Scheduler(self._dispatch, self._spawn, self.notify_drivers)
         self.tasks = TaskManager(self)
         self.actors = ActorManager(self)
+        self.requests = Requests(self)
         self.sys_path: list[str] = list(cfg.get("sys_path", []))
         self.dropped = 0
         self.functions_received = 0  # SUBMITs that carried a function or class
@@ -502,118 +503,7 @@ class Broker:
             self.send(key + b"<", header)
 
     def on_request(self, client: Client, fields: list, _frames) -> None:
-        req_id, what, args = fields
-        if what == "watch_actor":  # answered when the actor's process next dies
-            if self.actors.watch_exit(client, req_id, args):
-                return
-            what = "actor_is_dead"
-        elif what == "alloc":  # answered once there is room, which may need spilling first
-            self._allocate(client, req_id, args)
-            return
-        try:
-            value = self._answer(client, what, args)
-            ok = True
-        except LookupError as exc:
-            is_name = what == "reserve_name"
-            value = ["ActorNameTakenError" if is_name else "ValueError", str(exc.args[0])]
-            ok = False
-        except (TypeError, ValueError) as exc:
-            value = [type(exc).__name__, str(exc)]
-            ok = False
-        self.send(client.inbox, encode(Msg.REPLY, req_id, ok, value))
-
-    def _allocate(self, client: Client, req_id: int, args: Any) -> None:
-        if not (isinstance(args, list) and len(args) == 2 and isinstance(args[0], bytes)
-                and isinstance(args[1], int) and args[1] >= 0):
-            raise ProtocolError("alloc: expected [object id, size]")
-        inbox = client.inbox
-
-        def respond(value: list) -> None:
-            self.send(inbox, encode(Msg.REPLY, req_id, True, value))
-
-        self.store_of(client.worker.node if client.worker else None).allocate(
-            client.key, args[0], args[1], respond)
-
-    def _answer(self, client: Client, what: str, args: Any) -> Any:
-        sched = self.scheduler
-        if what == "cluster_resources":
-            return sched.totals()
-        if what == "available_resources":
-            return sched.availability()
-        if what == "nodes":
-            return [
-                {"NodeID": n.node_id.hex(), "Alive": n.alive, "Resources": n.total,
-                 "NodeManagerAddress": n.info.get("ip", "127.0.0.1"),
-                 "NodeManagerHostname": n.info.get("hostname", ""),
-                 "NodeName": n.info.get("ip", "127.0.0.1"), "alive": n.alive}
-                for n in sched.nodes.values()
-            ]
-        if what == "reserve_name":
-            actor_id, name, namespace, get_if_exists = args
-            return self.actors.reserve_name(client, actor_id, name, namespace, get_if_exists)
-        if what == "get_actor":
-            name, namespace = args
-            return self.actors.lookup(client, name, namespace)
-        if what == "list_named_actors":
-            return self.actors.named(args)
-        if what == "stats":
-            return {"dropped_messages": self.dropped, "tasks": len(self.tasks.tasks),
-                    "objects": len(self.objects.entries), "clients": len(self.clients),
-                    "workers": len(self.workers_by_pid), "queued": sched.queued,
-                    "actors": sum(1 for a in self.actors.actors.values() if a.state != "dead"),
-                    "actor_records": len(self.actors.actors),
-                    "functions": len(self.tasks.functions),
-                    "functions_received": self.functions_received,
-                    "direct_calls": self.direct_calls,
-                    "early_results": len(self.tasks.early),
-                    "lineage": len(self.tasks.lineage)}
-        if what == "worker_pids":
-            return sorted(self.workers_by_pid)
-        if what == "adopt":  # zactor._arg_cache: hold this object, if others need it too
-            entry = self.objects.entries.get(args)
-            if entry is None or entry.status is None:
-                return None
-            if entry.refs - (1 if args in client.holds else 0) <= 0:
-                return None  # only this client's own ref keeps it: it is about to go
-            self.objects.add_ref(args, client.holds)
-            return [entry.status, entry.loc]
-        if what == "outstanding":  # tasks and calls of this client not finished yet
-            return sum(1 for t in self.tasks.tasks.values()
-                       if t.owner == client.key and t.state != "done")
-        if what == "exit_actor":  # the actor's own worker ends it (zactor.actor.exit_actor)
-            worker = client.worker
-            if worker is not None and worker.actor is not None and \
-                    worker.actor.actor_id == args:
-                self.actors.exited(worker.actor)
-            return True
-        if what == "prealloc":  # a spare region for the client's next large write
-            if not isinstance(args, int):
-                raise ProtocolError("prealloc: expected a length")
-            return self.store_of(client.worker.node if client.worker else None).preallocate(
-                client.key, args)
-        if what == "abandon":  # a writer could not fill, or did not use, what it was given
-            self.store_of(client.worker.node if client.worker else None).abandon(client.key,
-                                                                                 args)
-            return True
-        if what == "memory":  # zactor memory / zactor.util.state
-            return memory.report(self)
-        if what == "objects_exist":  # zactor.testing: which of these ids the head still has
-            entries = self.objects.entries
-            return [oid in entries for oid in args]
-        if what == "store_stats":
-            return [n.agent.store.stats() for n in sched.nodes.values()]
-        if what == "lose_object":  # zactor.testing: drop an object's copy, as a dead node would
-            entry = self.objects.entries.get(args)
-            return bool(entry is not None and entry.loc is not None and
-                        self.store_of(entry.node).lose(entry.loc))
-        if what == "actor_is_dead":
-            return [args, "dead", "dead"]
-        if what == "restart_actor":
-            return self.actors.supervisor_restart(args)
-        if what == "actor_state":
-            actor = self.actors.actors.get(args)
-            return [actor.state, actor.restarts] if actor else ["dead", 0]
-        raise ValueError(f"unknown request {what!r}")
+        self.requests.handle(client, *fields)
 
     # -- shutdown ----------------------------------------------------------------------------
 

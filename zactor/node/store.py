@@ -222,7 +222,7 @@ class ObjectStore:
     def holds(self, loc: list) -> bool:
         """Whether ``loc`` still names a stored copy."""
         if len(loc) == 2:
-            return os.path.exists(loc[0])
+            return loc[0] in self.files and os.path.exists(loc[0])
         region = self.regions.get(loc[2])
         return region is not None and region.sealed and region.seal == loc[3]
 
@@ -255,7 +255,8 @@ class ObjectStore:
     def free_object(self, loc: list) -> None:
         """Nobody refers to the object at ``loc`` any more: give its memory or file back."""
         if len(loc) == 2:
-            self._unlink(loc[0])
+            if loc[0] in self.files:  # only files this store made: a loc comes from a client
+                self._unlink(loc[0])
             return
         region = self.regions.get(loc[2])
         if region is None or region.seal != loc[3]:

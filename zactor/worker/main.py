@@ -385,7 +385,10 @@ class WorkerRuntime:
         import atexit
 
         atexit._run_exitfuncs()
-        self.core.tell("exit_actor", self.actor_id)
+        try:  # the head marks the actor dead first, so this exit is not taken for a crash
+            self.core.request("exit_actor", self.actor_id, timeout=10)
+        except Exception:  # noqa: BLE001 - the head is gone: exit all the same
+            pass
         self._leave(0)
 
     def _leave(self, status: int) -> None:

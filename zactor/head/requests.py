@@ -1,0 +1,199 @@
+"""REQUEST messages: a client asks the head something and gets one REPLY (or, for a few, a
+later one: ``watch_actor`` when the actor's process dies, ``alloc`` once the store has room).
+
+One table from the request's name to a small method; each returns the value to reply with.
+A method raising LookupError, TypeError or ValueError replies with that error, which the
+client raises (zactor._client._reply_error).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from zactor.head import memory
+from zactor.protocol import Msg, ProtocolError, encode
+
+if TYPE_CHECKING:
+    from zactor.head.broker import Broker
+    from zactor.head.records import Client
+
+#: The answer a method gives when it will reply later itself.
+LATER = object()
+
+
+class Requests:
+    def __init__(self, head: Broker) -> None:
+        self.head = head
+        self.table = {
+            "cluster_resources": self.cluster_resources,
+            "available_resources": self.available_resources,
+            "nodes": self.nodes,
+            "reserve_name": self.reserve_name,
+            "get_actor": self.get_actor,
+            "list_named_actors": self.list_named_actors,
+            "watch_actor": self.watch_actor,
+            "actor_state": self.actor_state,
+            "restart_actor": self.restart_actor,
+            "exit_actor": self.exit_actor,
+            "alloc": self.alloc,
+            "prealloc": self.prealloc,
+            "abandon": self.abandon,
+            "adopt": self.adopt,
+            "outstanding": self.outstanding,
+            "memory": self.memory,
+            "stats": self.stats,
+            "store_stats": self.store_stats,
+            "worker_pids": self.worker_pids,
+            "objects_exist": self.objects_exist,
+            "lose_object": self.lose_object,
+        }
+
+    def handle(self, client: Client, req_id: int, what: str, args: Any) -> None:
+        method = self.table.get(what)
+        try:
+            if method is None:
+                raise ValueError(f"unknown request {what!r}")
+            value = method(client, args, req_id)
+            if value is LATER:
+                return
+            ok = True
+        except LookupError as exc:
+            kind = "ActorNameTakenError" if what == "reserve_name" else "ValueError"
+            value, ok = [kind, str(exc.args[0])], False
+        except (TypeError, ValueError) as exc:
+            value, ok = [type(exc).__name__, str(exc)], False
+        self.reply(client, req_id, ok, value)
+
+    def reply(self, client: Client, req_id: int, ok: bool, value: Any) -> None:
+        self.head.send(client.inbox, encode(Msg.REPLY, req_id, ok, value))
+
+    def _store(self, client: Client):
+        return self.head.store_of(client.worker.node if client.worker else None)
+
+    # -- the cluster -------------------------------------------------------------------------
+
+    def cluster_resources(self, client: Client, args: Any, req_id: int) -> Any:
+        return self.head.scheduler.totals()
+
+    def available_resources(self, client: Client, args: Any, req_id: int) -> Any:
+        return self.head.scheduler.availability()
+
+    def nodes(self, client: Client, args: Any, req_id: int) -> Any:
+        return [
+            {"NodeID": n.node_id.hex(), "Alive": n.alive, "Resources": n.total,
+             "NodeManagerAddress": n.info.get("ip", "127.0.0.1"),
+             "NodeManagerHostname": n.info.get("hostname", ""),
+             "NodeName": n.info.get("ip", "127.0.0.1"), "alive": n.alive}
+            for n in self.head.scheduler.nodes.values()
+        ]
+
+    def outstanding(self, client: Client, args: Any, req_id: int) -> Any:
+        """Tasks and calls of this client not finished yet (a driver exiting waits for them)."""
+        return sum(1 for t in self.head.tasks.tasks.values()
+                   if t.owner == client.key and t.state != "done")
+
+    # -- actors ------------------------------------------------------------------------------
+
+    def reserve_name(self, client: Client, args: Any, req_id: int) -> Any:
+        actor_id, name, namespace, get_if_exists = args
+        return self.head.actors.reserve_name(client, actor_id, name, namespace, get_if_exists)
+
+    def get_actor(self, client: Client, args: Any, req_id: int) -> Any:
+        name, namespace = args
+        return self.head.actors.lookup(client, name, namespace)
+
+    def list_named_actors(self, client: Client, args: Any, req_id: int) -> Any:
+        return self.head.actors.named(args)
+
+    def watch_actor(self, client: Client, args: Any, req_id: int) -> Any:
+        """Answered when the actor's process next dies (now, if it is dead)."""
+        if self.head.actors.watch_exit(client, req_id, args):
+            return LATER
+        return [args, "dead", "dead"]
+
+    def actor_state(self, client: Client, args: Any, req_id: int) -> Any:
+        actor = self.head.actors.actors.get(args)
+        return [actor.state, actor.restarts] if actor else ["dead", 0]
+
+    def restart_actor(self, client: Client, args: Any, req_id: int) -> Any:
+        return self.head.actors.supervisor_restart(args)
+
+    def exit_actor(self, client: Client, args: Any, req_id: int) -> Any:
+        """The actor's own worker ends it for good (zactor.actor.exit_actor)."""
+        worker = client.worker
+        if worker is not None and worker.actor is not None and worker.actor.actor_id == args:
+            self.head.actors.exited(worker.actor)
+        return True
+
+    # -- the object store --------------------------------------------------------------------
+
+    def alloc(self, client: Client, args: Any, req_id: int) -> Any:
+        """Room for a large object: answered once there is some (spilling may come first)."""
+        if not (isinstance(args, list) and len(args) == 2 and isinstance(args[0], bytes)
+                and isinstance(args[1], int) and args[1] >= 0):
+            raise ProtocolError("alloc: expected [object id, size]")
+
+        def respond(value: list) -> None:
+            self.reply(client, req_id, True, value)
+
+        self._store(client).allocate(client.key, args[0], args[1], respond)
+        return LATER
+
+    def prealloc(self, client: Client, args: Any, req_id: int) -> Any:
+        """A spare region for the client's next large write (zactor._object_store)."""
+        if not isinstance(args, int):
+            raise ProtocolError("prealloc: expected a length")
+        return self._store(client).preallocate(client.key, args)
+
+    def abandon(self, client: Client, args: Any, req_id: int) -> Any:
+        """A writer could not fill, or did not use, what it was given."""
+        self._store(client).abandon(client.key, args)
+        return True
+
+    def adopt(self, client: Client, args: Any, req_id: int) -> Any:
+        """zactor._arg_cache: the client holds this object from now on, if something else
+        needs it too; its status and location."""
+        objects = self.head.objects
+        entry = objects.entries.get(args)
+        if entry is None or entry.status is None:
+            return None
+        if entry.refs - (1 if args in client.holds else 0) <= 0:
+            return None  # only this client's own ref keeps it: it is about to go
+        objects.add_ref(args, client.holds)
+        return [entry.status, entry.loc]
+
+    def memory(self, client: Client, args: Any, req_id: int) -> Any:
+        """zactor memory / zactor.util.state."""
+        return memory.report(self.head)
+
+    def store_stats(self, client: Client, args: Any, req_id: int) -> Any:
+        return [n.agent.store.stats() for n in self.head.scheduler.nodes.values()]
+
+    # -- zactor.testing ----------------------------------------------------------------------
+
+    def stats(self, client: Client, args: Any, req_id: int) -> Any:
+        head = self.head
+        actors = head.actors.actors
+        return {"dropped_messages": head.dropped, "tasks": len(head.tasks.tasks),
+                "objects": len(head.objects.entries), "clients": len(head.clients),
+                "workers": len(head.workers_by_pid), "queued": head.scheduler.queued,
+                "actors": sum(1 for a in actors.values() if a.state != "dead"),
+                "actor_records": len(actors),
+                "functions": len(head.tasks.functions),
+                "functions_received": head.functions_received,
+                "direct_calls": head.direct_calls,
+                "early_results": len(head.tasks.early),
+                "lineage": len(head.tasks.lineage)}
+
+    def worker_pids(self, client: Client, args: Any, req_id: int) -> Any:
+        return sorted(self.head.workers_by_pid)
+
+    def objects_exist(self, client: Client, args: Any, req_id: int) -> Any:
+        entries = self.head.objects.entries
+        return [oid in entries for oid in args]
+
+    def lose_object(self, client: Client, args: Any, req_id: int) -> Any:
+        """Fault injection: drop an object's stored copy, as a dead node would."""
+        entry = self.head.objects.entries.get(args)
+        return bool(entry is not None and entry.loc is not None and
+                    self.head.store_of(entry.node).lose(entry.loc))
