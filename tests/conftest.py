@@ -30,12 +30,22 @@ SESSION_MARKER = uuid.uuid4().hex
 os.environ[SESSION_MARKER_VAR] = SESSION_MARKER
 
 SHM_ROOT = "/dev/shm"
+SESSION_ROOT = os.path.join("/tmp", f"zactor-{os.getuid()}")
 LEAK_DEADLINE_S = 5.0
 
 
 def _shm_entries() -> set[str]:
     try:
         return {name for name in os.listdir(SHM_ROOT) if name.startswith("zactor")}
+    except FileNotFoundError:
+        return set()
+
+
+def _session_dirs() -> set[str]:
+    """Session directories (sockets, spilled objects) under /tmp/zactor-<uid>/, as
+    ``zactor-<session>`` names so that they compare with the shm entries."""
+    try:
+        return {"zactor-" + name for name in os.listdir(SESSION_ROOT)}
     except FileNotFoundError:
         return set()
 
@@ -92,8 +102,10 @@ def zactor_head_processes(only_ours: bool = True) -> list[psutil.Process]:
 
 @pytest.fixture(scope="session", autouse=True)
 def no_leaked_processes_or_shm_files():
-    """At the end of the session no cluster process and no /dev/shm/zactor* entry may remain."""
+    """At the end of the session no cluster process, no /dev/shm/zactor* entry and no session
+    directory (sockets, spill files) may remain."""
     shm_before = _shm_entries()
+    sessions_before = _session_dirs()
     foreign_before = {p.pid for p in zactor_head_processes(only_ours=False)}
     yield
     if zactor.is_initialized():
@@ -102,7 +114,9 @@ def no_leaked_processes_or_shm_files():
     while True:
         procs = [p for p in zactor_head_processes() if p.pid not in foreign_before]
         shm = sorted(e for e in _shm_entries() - shm_before if not _foreign_shm_entry(e))
-        if (not procs and not shm) or time.monotonic() > deadline:
+        sessions = sorted(e for e in _session_dirs() - sessions_before
+                          if not _foreign_shm_entry(e))
+        if (not procs and not shm and not sessions) or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     described = []
@@ -116,6 +130,8 @@ def no_leaked_processes_or_shm_files():
         problems.append(f"cluster processes outlived the test session: {described}")
     if shm:
         problems.append(f"shared-memory entries outlived the test session: {shm}")
+    if sessions:
+        problems.append(f"session directories outlived the test session: {sessions}")
     assert not problems, "; ".join(problems)
 
 

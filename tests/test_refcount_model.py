@@ -304,9 +304,10 @@ class RefCounting(RuleBasedStateMachine):
         gone = [oid for oid in self.created if oid not in alive]
         if not gone:
             return
-        gc.collect()
         zactor._state.core.flush_refs()
-        deadline = time.monotonic() + FREED_WITHIN_S
+        start = time.monotonic()
+        deadline = start + FREED_WITHIN_S
+        collected = False
         while True:
             exists = zactor.testing.objects_exist(gone)
             left = [oid.hex() for oid, e in zip(gone, exists, strict=True) if e]
@@ -315,6 +316,12 @@ class RefCounting(RuleBasedStateMachine):
             assert time.monotonic() < deadline, (
                 f"{len(left)} object(s) nothing refers to were not freed within "
                 f"{FREED_WITHIN_S} s: {left[:5]}")
+            if not collected and time.monotonic() - start > 1.0:
+                # Workers release within REF_FLUSH_S; a ref still held after a second may be
+                # caught in a reference cycle here (a traceback): it goes now.
+                gc.collect()
+                zactor._state.core.flush_refs()
+                collected = True
             time.sleep(0.02)
         for oid in gone:
             del self.created[oid]
@@ -338,7 +345,7 @@ RefCounting.TestCase.settings = settings(
 )
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(max(600, EXAMPLES * STEPS // 4))  # a longer run, a longer deadline
 def test_object_lifetimes_follow_the_model():
     RefCounting.TestCase().runTest()
 
