@@ -46,10 +46,11 @@ log = logging.getLogger(__name__)
 
 
 class Region:
-    __slots__ = ("offset", "length", "size", "oid", "seal", "client", "sealed")
+    __slots__ = ("offset", "length", "size", "oid", "seal", "client", "sealed", "hot")
 
     def __init__(self, offset: int, length: int, size: int, oid: bytes, seal: bytes,
-                 client: bytes) -> None:
+                 client: bytes, hot: bool) -> None:
+        self.hot = hot  # every page allocated when it was handed out (writing adds pages)
         self.offset = offset
         self.length = length  # page-rounded span in the arena
         self.size = size  # the object's layout, after HEADER
@@ -116,15 +117,15 @@ class ObjectStore:
                 offset, hot = got
                 seal = os.urandom(SEAL_LEN)
                 self.regions[offset] = Region(offset, req.length, req.size, req.oid, seal,
-                                              req.client)
+                                              req.client, hot)
                 self.pending.setdefault(req.client, set()).add(offset)
                 req.respond(["arena", offset, seal, hot])
                 continue
-            if req.length <= self.capacity and (self._reclaim_zombies() or
-                                                self._start_spills(req.length)):
-                if self.spilling:
+            if req.length <= self.capacity:
+                if self._reclaim_zombies():
+                    continue
+                if self._start_spills(req.length):
                     return  # served when a spill finishes
-                continue
             self.waiting.popleft()
             self._fallback(req)
 
@@ -140,7 +141,7 @@ class ObjectStore:
             return ["none"]
         offset, hot = got
         seal = os.urandom(SEAL_LEN)
-        self.regions[offset] = Region(offset, length, length - HEADER, b"", seal, client)
+        self.regions[offset] = Region(offset, length, length - HEADER, b"", seal, client, hot)
         self.pending.setdefault(client, set()).add(offset)
         return ["arena", offset, seal, hot, length]
 
@@ -299,8 +300,9 @@ class ObjectStore:
         return True
 
     def _release(self, region: Region, written: bool) -> None:
-        # A region its writer filled has every page allocated; one it abandoned may not.
-        self.free.free(region.offset, region.length, hot=written, clean=False,
+        # A region its writer filled has every page allocated; one it abandoned has at least
+        # those it had when it was handed out.
+        self.free.free(region.offset, region.length, hot=written or region.hot, clean=False,
                        now=time.monotonic())
 
     def _reclaim_zombies(self) -> bool:
@@ -322,8 +324,8 @@ class ObjectStore:
     # -- spilling ----------------------------------------------------------------------------
 
     def _start_spills(self, need: int) -> bool:
-        """Spill least recently used objects until ``need`` bytes could be free; False if
-        nothing more can be spilled now."""
+        """Spill least recently used objects until ``need`` bytes could be free; whether
+        spills are under way (False: nothing more can be spilled now)."""
         coming = sum(self.regions[o].length for o in self.spilling if o in self.regions)
         if self.free.free_bytes + coming >= need and self.spilling:
             return True
