@@ -495,6 +495,12 @@ class CoreClient:
         if self._closed:
             raise HeadUnreachableError("the connection to the head is closed")
 
+    def close_outbound(self, linger_ms: int) -> None:
+        """Close the sending socket, waiting up to ``linger_ms`` for what it holds to leave:
+        for a process about to exit without a GOODBYE (its exit is the message)."""
+        with self._send_lock:
+            self.out.close(linger=linger_ms)
+
     def close(self, goodbye: tuple | None = None) -> None:
         if self._closed:
             return

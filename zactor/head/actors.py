@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from zactor._serialization import dumps_plain
 from zactor.exceptions import ActorDiedError, ActorUnavailableError
+from zactor.head.memory import describe
 from zactor.head.records import ActorRecord, CallerState, TaskRecord
 from zactor.protocol import Msg, S, Status, encode
 
@@ -138,7 +139,7 @@ class ActorManager:
             self.names[(actor.namespace, actor.name)] = actor.actor_id
         if not actor.detached:
             client.owned_actors.add(actor.actor_id)
-            actor.owner = _describe_owner(client)
+            actor.owner = f"the {describe(client)} that created it"
         self.hold(client, actor.actor_id)
         if tasks.pin_args(task):
             tasks.wait_for_deps(task)
@@ -589,17 +590,6 @@ class ActorManager:
             actor.exit_watchers = []
         actor.exit_watchers.append((client.key, req_id))
         return True
-
-
-def _describe_owner(client: Client) -> str:
-    if client.kind == "driver":
-        return f"the driver (pid {client.pid}) that created it"
-    worker = client.worker
-    if worker is not None and worker.actor is not None:
-        return f"the actor {worker.actor.class_name} (pid {client.pid}) that created it"
-    task = worker.task if worker is not None else None
-    what = f" running task {task.spec[S.NAME]}" if task is not None else ""
-    return f"the worker (pid {client.pid}{what}) that created it"
 
 
 def _unknown_actor(spec: list) -> bytes:

@@ -394,8 +394,7 @@ class WorkerRuntime(ResultSender):
                 stream.flush()
             except Exception:  # noqa: BLE001
                 pass
-        with self.core._send_lock:
-            self.core.out.close(linger=2000)  # what was sent (output, YIELDs) goes first
+        self.core.close_outbound(linger_ms=2000)  # what was sent (output, YIELDs) goes first
         os._exit(status)
 
     def check_not_cancelled(self, spec: list) -> None:
