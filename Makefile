@@ -26,7 +26,15 @@ demo: bytecode
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: lint bytecode
+# Tests that run "hosts" in network namespaces (tests/netns.py) need iproute2; as root, install
+# it when missing (they skip otherwise). Does nothing once `ip` is there.
+.PHONY: netns-tools
+netns-tools:
+	@command -v ip >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq iproute2) || \
+		echo "could not install iproute2: network-namespace tests will be skipped" >&2
+
+test: lint bytecode netns-tools
 	$(PY) -m pytest
 
 # Ray lives in a virtualenv of its own: it is a point of comparison, never a dependency.

@@ -1,4 +1,4 @@
-"""The ``zactor`` console script: one click group; cluster commands come with the cluster issue."""
+"""The ``zactor`` console script: one click group."""
 
 from __future__ import annotations
 
@@ -50,6 +50,12 @@ def memory(address: str, group_by: str, limit: int | None, as_json: bool) -> Non
             click.echo(state.memory_summary(address, group_by=group_by, limit=limit))
     except ConnectionError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+from zactor_cli import cluster as _cluster  # noqa: E402
+
+for _command in (_cluster.head, _cluster.worker, _cluster.status, _cluster.stop):
+    cli.add_command(_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -86,13 +86,15 @@ def _ours(proc: psutil.Process) -> bool:
 
 
 def zactor_head_processes(only_ours: bool = True) -> list[psutil.Process]:
-    """Live (non-zombie) processes whose command line mentions ``zactor.head``."""
+    """Live (non-zombie) processes whose command line mentions ``zactor.head`` or the CLI
+    (``zactor head`` and ``zactor worker`` started by zactor.testing.Cluster)."""
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         if proc.pid == os.getpid():
             continue
         cmdline = " ".join(proc.info.get("cmdline") or [])
-        if "zactor.head" not in cmdline or not _is_live(proc):
+        if ("zactor.head" not in cmdline and "zactor_cli.main" not in cmdline) or \
+                not _is_live(proc):
             continue
         if only_ours and not _ours(proc):
             continue
@@ -102,8 +104,9 @@ def zactor_head_processes(only_ours: bool = True) -> list[psutil.Process]:
 
 @pytest.fixture(scope="session", autouse=True)
 def no_leaked_processes_or_shm_files():
-    """At the end of the session no cluster process, no /dev/shm/zactor* entry and no session
-    directory (sockets, spill files) may remain."""
+    """At the end of the session no cluster process, no /dev/shm/zactor* entry, no session
+    directory (sockets, spill files) and no network namespace or link made by this session
+    (tests/netns.py) may remain."""
     shm_before = _shm_entries()
     sessions_before = _session_dirs()
     foreign_before = {p.pid for p in zactor_head_processes(only_ours=False)}
@@ -116,7 +119,9 @@ def no_leaked_processes_or_shm_files():
         shm = sorted(e for e in _shm_entries() - shm_before if not _foreign_shm_entry(e))
         sessions = sorted(e for e in _session_dirs() - sessions_before
                           if not _foreign_shm_entry(e))
-        if (not procs and not shm and not sessions) or time.monotonic() > deadline:
+        namespaces = netns.leftovers()
+        if (not procs and not shm and not sessions and not namespaces
+                or time.monotonic() > deadline):
             break
         time.sleep(0.1)
     described = []
@@ -132,6 +137,8 @@ def no_leaked_processes_or_shm_files():
         problems.append(f"shared-memory entries outlived the test session: {shm}")
     if sessions:
         problems.append(f"session directories outlived the test session: {sessions}")
+    if namespaces:
+        problems.append(f"network namespaces or links outlived the test session: {namespaces}")
     assert not problems, "; ".join(problems)
 
 
@@ -154,3 +161,28 @@ def fresh_driver():
     yield
     if zactor.is_initialized():
         zactor.shutdown()
+
+
+# --- separate hosts in network namespaces (tests/netns.py) -------------------------------------
+
+import netns  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def test_network(no_leaked_processes_or_shm_files):
+    """A ``netns.TestNetwork`` for the session: a bridge at 198.18.0.1/24 (or the next free /24
+    of 198.18.0.0/15) to which a test attaches hosts with ``test_network.add_host()``.
+
+    Skips where namespaces can't be made (not root, no iproute2). Before making it, removes
+    what crashed earlier runs left behind; at the end it removes every namespace and link it
+    made, and kills what still runs in them, whatever happened in the tests.
+    """
+    reason = netns.available()
+    if reason is not None:
+        pytest.skip(f"network namespaces unavailable: {reason}")
+    netns.remove_stale()
+    network = netns.TestNetwork()
+    try:
+        yield network
+    finally:
+        network.close()

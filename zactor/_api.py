@@ -82,6 +82,8 @@ def init(
                 "prior to 'zactor.init()'.")
         address = address or os.environ.get("ZACTOR_ADDRESS")
         if address not in (None, "local"):
+            if not isinstance(address, str):
+                raise TypeError(f"address must be a string, got {address!r}")
             return _connect(address, namespace, log_to_driver)
         for key, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
@@ -118,23 +120,23 @@ def _anonymous_namespace() -> str:
 
 
 def _connect(address: str, namespace: str | None, log_to_driver: bool) -> dict:
-    """Join a cluster that is already running on this machine, as one more driver."""
-    if not address.startswith("ipc://"):
-        raise NotImplementedError(
-            f"connecting to {address!r} needs the multi-machine cluster, which is not built "
-            "yet; local clusters are reached by their ipc:// address")
-    path = address[len("ipc://"):]
-    if not os.path.exists(path):
-        raise ConnectionError(f"no zactor head is listening at {address}")
+    """Join a running cluster as one more driver: ``tcp://HOST:PORT`` (encrypted, with the
+    cluster key), ``ipc://...`` or ``"auto"`` (this user's newest cluster on this machine)."""
+    from zactor import _registry
+    from zactor._session import host_id
+
+    target, creds = _registry.resolve(address)
+    if target.startswith("ipc://") and not os.path.exists(target[len("ipc://"):]):
+        raise ConnectionError(f"no zactor head is listening at {target}")
     cwd = os.getcwd()
     ns = namespace or _anonymous_namespace()
-    info = {"pid": os.getpid(), "namespace": ns,
+    info = {"pid": os.getpid(), "namespace": ns, "host_id": host_id(),
             "sys_path": [os.path.abspath(p) if p else cwd for p in sys.path]}
-    core = CoreClient(address, "driver", info=info, connect_timeout=10.0)
+    core = CoreClient(target, "driver", info=info, connect_timeout=10.0, creds=creds)
     core.log_to_driver = log_to_driver
     _state.core = core
     _state.driver = DriverState(ns, None, core.welcome["session"])
-    _state.driver.address = address
+    _state.driver.address = target
     return _context_info()
 
 

@@ -31,9 +31,16 @@ from zactor import _refs, _serialization, config
 from zactor._arg_cache import ArgCache
 from zactor._direct import Routes
 from zactor._object_store import StoreClient
-from zactor._transport import dealer, has_message, recv_parts, send_parts, wait_readable
-from zactor.exceptions import GetTimeoutError, NodeDiedError, ZactorError
-from zactor.protocol import Msg, ProtocolError, Status, decode, encode
+from zactor._version import peer_versions
+from zactor.comm.security import Credentials
+from zactor.comm.transport import dealer, has_message, recv_parts, send_parts, wait_readable
+from zactor.exceptions import (
+    GetTimeoutError,
+    HandshakeRefusedError,
+    NodeDiedError,
+    ZactorError,
+)
+from zactor.protocol import Msg, ProtocolError, Refused, Status, decode, encode
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +64,17 @@ class CoreClient:
         connect_timeout: float = config.HEAD_START_TIMEOUT_S,
         on_task: Callable[[Msg, list, list], None] | None = None,
         io_thread: bool = True,
+        creds: Credentials | None = None,
     ) -> None:
         self.kind = kind
-        self.key = kind[:1].upper().encode() + os.urandom(8)
+        # The head tells its TCP peers from its local ones by the case of the first byte.
+        self.remote = head_address.startswith("tcp://")
+        letter = kind[:1].lower() if self.remote else kind[:1].upper()
+        self.key = letter.encode() + os.urandom(8)
         self.ctx = zmq.Context()
-        self.out = dealer(self.ctx, self.key + b">", head_address)
-        self.inp = dealer(self.ctx, self.key + b"<", head_address)
+        self.creds = creds
+        self.out = dealer(self.ctx, self.key + b">", head_address, creds=creds)
+        self.inp = dealer(self.ctx, self.key + b"<", head_address, creds=creds)
         self._send_lock = threading.Lock()
         self._cond = threading.Condition()  # replies to requests
         self._lock = threading.Lock()  # the object cache and who waits on it
@@ -107,11 +119,17 @@ class CoreClient:
     def _handshake(self, kind, info, node_id, alive_check, timeout) -> dict:
         # HELLO goes on the inbound socket so the head has seen its identity before it ever
         # routes anything to it.
+        info = {**info, **peer_versions()}
         self.inp.send(encode(Msg.HELLO, kind, os.getpid(), node_id, info))
         deadline = time.monotonic() + timeout
         while True:
             if self.inp.poll(50):
-                mtype, fields = decode(self.inp.recv())
+                try:
+                    mtype, fields = decode(self.inp.recv())
+                except Refused as exc:
+                    self.close()
+                    raise HandshakeRefusedError(f"the head refused this {kind}: {exc}") \
+                        from None
                 if mtype == Msg.WELCOME:
                     return fields[0]
             if alive_check is not None and not alive_check():
@@ -119,7 +137,13 @@ class CoreClient:
                 raise HeadUnreachableError("the head process exited during startup")
             if time.monotonic() > deadline:
                 self.close()
-                raise HeadUnreachableError(f"no answer from the head within {timeout:.0f} s")
+                hint = ""
+                if self.remote:
+                    hint = (" (is it running and reachable, and does this process have the "
+                            "cluster's key? A head refuses connections without it, "
+                            "silently)")
+                raise HeadUnreachableError(
+                    f"no answer from the head within {timeout:.0f} s{hint}")
 
     # -- sending -----------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from zactor import config
-from zactor._transport import dealer, send_parts
+from zactor.comm.transport import dealer, send_parts
 from zactor.protocol import Msg, encode
 
 if TYPE_CHECKING:

@@ -83,9 +83,7 @@ def _check(key: str, value: Any) -> None:
         if not isinstance(value, str) or not value:
             raise ValueError(f"{key} must be a non-empty string, got {value!r}")
     elif key == "scheduling_strategy":
-        if value not in ("DEFAULT", "SPREAD"):
-            raise NotImplementedError(
-                f"scheduling_strategy={value!r} is not supported yet (only 'DEFAULT', 'SPREAD')")
+        strategy_spec(value)  # raises on what is not a strategy
     elif key == "runtime_env":
         if value:
             raise NotImplementedError("runtime_env is not supported yet")
@@ -133,3 +131,18 @@ def retry_policy(value: Any) -> bool | bytes:
 def max_retries(options: dict[str, Any]) -> int:
     value = options.get("max_retries")
     return config.DEFAULT_MAX_RETRIES if value is None else value
+
+
+def strategy_spec(strategy: Any) -> object:
+    """The spec's form of a ``scheduling_strategy`` (None for the default)."""
+    if strategy is None or strategy == "DEFAULT":
+        return None
+    if strategy == "SPREAD":
+        return "SPREAD"
+    from zactor.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    if isinstance(strategy, NodeAffinitySchedulingStrategy):
+        return ["node", bytes.fromhex(strategy.node_id), strategy.soft]
+    raise NotImplementedError(
+        f"scheduling_strategy={strategy!r} is not supported (DEFAULT, SPREAD, "
+        "NodeAffinitySchedulingStrategy)")

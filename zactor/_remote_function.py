@@ -70,6 +70,7 @@ class RemoteFunction:
             "max_retries": _options.max_retries(options),
             "retry": _options.retry_policy(options.get("retry_exceptions")),
             "name": name,
+            "spec_options": _spec_options(options),
         }
 
     def _remote(self, args: tuple, kwargs: dict, options: dict, holder: Any) -> Any:
@@ -84,7 +85,7 @@ class RemoteFunction:
         n = prepared["num_returns"]
         spec = [task_id, TaskKind.TASK, prepared["name"], self._exported.hash, n,
                 prepared["resources"], prepared["max_retries"], prepared["retry"], None, None,
-                None, None, None, parent_task_id(), False, None, False]
+                None, None, None, parent_task_id(), False, prepared["spec_options"], False]
         rids = _ids.return_ids(task_id, return_count(n))
         refs = [ObjectRef(oid) for oid in rids]
         submit(core, spec, args, kwargs, f"task {prepared['name']}", self._exported, rids)
@@ -95,6 +96,12 @@ class RemoteFunction:
         if n == 0:
             return None
         return refs
+
+
+def _spec_options(options: dict[str, Any]) -> dict | None:
+    """What of a task's options the head needs: its placement strategy, if not default."""
+    strategy = _options.strategy_spec(options.get("scheduling_strategy"))
+    return None if strategy is None else {"strategy": strategy}
 
 
 class _BoundFunction:

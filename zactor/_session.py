@@ -20,6 +20,22 @@ from zactor import _process, config
 log = logging.getLogger(__name__)
 
 
+def host_id() -> str:
+    """Which machine this is, as far as sharing memory goes: processes with the same host id
+    can map each other's store. The network namespace is part of it, so that test hosts in
+    namespaces on one machine are told apart as real machines would be."""
+    try:
+        netns = os.readlink("/proc/self/ns/net")
+    except OSError:
+        netns = ""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+    except OSError:
+        boot = ""
+    return f"{os.uname().nodename}/{boot}/{netns}"
+
+
 def socket_root() -> str:
     root = os.path.join(config.SOCKET_ROOT, f"zactor-{os.getuid()}")
     os.makedirs(root, mode=0o700, exist_ok=True)
@@ -168,3 +184,79 @@ def detect_gpus() -> int:
     except (OSError, subprocess.SubprocessError):
         return 0
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+def _new_session_dirs(prefix: str = "") -> tuple[str, str, str]:
+    """A session directory (recording this process as its owner), its shm directory and
+    its spill directory, for a head or node agent started from the command line."""
+    root = socket_root()
+    for name in remove_stale_sessions(root):
+        log.info("removed stale session %s", name)
+    session = prefix + time.strftime("%Y%m%d-%H%M%S-") + os.urandom(4).hex()
+    session_dir = os.path.join(root, session)
+    os.mkdir(session_dir, 0o700)
+    with open(os.path.join(session_dir, "driver.pid"), "w") as f:
+        f.write(str(os.getpid()))
+    shm_dir = os.path.join(config.SHM_ROOT, f"zactor-{session}")
+    os.makedirs(shm_dir, mode=0o700, exist_ok=True)
+    spill_dir = os.path.join(session_dir, "spill")
+    if config.SPILL_DIR:
+        spill_dir = os.path.join(os.path.abspath(config.SPILL_DIR), f"zactor-spill-{session}")
+    with open(os.path.join(session_dir, "spill_dir"), "w") as f:
+        f.write(spill_dir)
+    return session, session_dir, shm_dir
+
+
+def cluster_head_config(host: str, port: int, num_cpus: int, num_gpus: int,
+                        resources: dict | None, object_store_memory: int | None,
+                        state_dir: str, insecure: bool, log_level: int) -> dict:
+    """The configuration of a ``zactor head`` process (zactor.head.__main__.run_head)."""
+    from zactor.comm import security
+
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    key_file = None
+    if not insecure:
+        _creds, key_file = security.load_or_create(state_dir)
+    session, session_dir, shm_dir = _new_session_dirs()
+    with open(os.path.join(session_dir, "spill_dir")) as f:
+        spill_dir = f.read()
+    return {
+        "session": session, "address": f"ipc://{session_dir}/head.sock",
+        "tcp": f"tcp://{host}:{port}", "key_file": key_file, "insecure": insecure,
+        "state_dir": state_dir, "shm_dir": shm_dir, "spill_dir": spill_dir,
+        "num_cpus": num_cpus, "num_gpus": num_gpus, "resources": resources or {},
+        "object_store_memory": object_store_memory, "sys_path": [], "cwd": os.getcwd(),
+        "local_node": True, "node_id": os.urandom(14).hex(), "log_level": log_level,
+        "ip": host if host not in ("0.0.0.0", "*", "") else "127.0.0.1",
+        "is_head": True, "own_session_dir": True,
+    }
+
+
+def node_config(address: str, ip: str, port: int, num_cpus: int, num_gpus: int,
+                resources: dict | None, object_store_memory: int | None,
+                log_level: int) -> dict:
+    """The configuration of a ``zactor worker`` node agent (zactor.node.daemon.run_node)."""
+    session, session_dir, shm_dir = _new_session_dirs("node-")
+    with open(os.path.join(session_dir, "spill_dir")) as f:
+        spill_dir = f.read()
+    return {
+        "session": session, "session_dir": session_dir, "address": address, "ip": ip,
+        "port": port, "shm_dir": shm_dir, "spill_dir": spill_dir, "num_cpus": num_cpus,
+        "num_gpus": num_gpus, "resources": resources or {},
+        "object_store_memory": object_store_memory, "node_id": os.urandom(14).hex(),
+        "log_level": log_level, "is_head": False,
+    }
+
+
+def local_ip_towards(address: str) -> str:
+    """The address of this machine's interface that reaches ``tcp://HOST:PORT`` (a UDP
+    socket's connect picks the route; nothing is sent)."""
+    import socket
+
+    host, port = address[len("tcp://"):].rsplit(":", 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((host, int(port)))
+            return s.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"

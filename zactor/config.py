@@ -83,3 +83,18 @@ IDLE_WORKER_TIMEOUT_S: float = _env_float("IDLE_WORKER_TIMEOUT_S", 10.0)
 DEFAULT_MAX_RETRIES: int = 3
 #: Default concurrency of async actors (Ray's default).
 DEFAULT_ASYNC_MAX_CONCURRENCY: int = 1000
+
+#: Seconds between a node agent's heartbeats to the head (sent from the agent's own process,
+#: so busy workers never delay them).
+HEARTBEAT_S: float = _env_float("HEARTBEAT_S", 0.5)
+#: Seconds without a word from a node agent after which the head declares its node dead
+#: (its tasks are replayed elsewhere, its actors restarted elsewhere).
+NODE_TIMEOUT_S: float = _env_float("NODE_TIMEOUT_S", 3.0)
+#: Seconds a node agent (and with it its workers) lives on without its head: long enough
+#: for a head restart, short enough that nothing is orphaned for long.
+HEAD_TIMEOUT_S: float = _env_float("HEAD_TIMEOUT_S", 60.0)
+#: Bytes per chunk, and chunks in flight, when a node pulls an object from another.
+TRANSFER_CHUNK: int = _env_int("TRANSFER_CHUNK", 4 * 1024 * 1024)
+TRANSFER_WINDOW: int = _env_int("TRANSFER_WINDOW", 8)
+#: The head's TCP port when ``zactor head`` is not given one (Ray's is 6379).
+DEFAULT_PORT: int = _env_int("PORT", 6380)

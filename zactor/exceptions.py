@@ -26,6 +26,9 @@ __all__ = [
     "ObjectStoreFullError",
     "TaskCancelledError",
     "NodeDiedError",
+    "TaskUnschedulableError",
+    "ActorUnschedulableError",
+    "HandshakeRefusedError",
     "RayError",
     "RayTaskError",
     "RayActorError",
@@ -172,6 +175,20 @@ class TaskCancelledError(ZactorError):
 
 class NodeDiedError(ZactorError):
     """The node the work ran on died."""
+
+
+class TaskUnschedulableError(ZactorError):
+    """The task (or actor) can never be placed: a hard node affinity names a node that is
+    dead or unknown (Ray's name)."""
+
+
+class ActorUnschedulableError(TaskUnschedulableError):
+    """An actor that can never be placed (Ray's name)."""
+
+
+class HandshakeRefusedError(ZactorError, ConnectionError):
+    """The head refused this process at connection: another zactor, protocol or Python
+    version (both are named), or a node it declared dead."""
 
 
 class _ActorExit(BaseException):  # noqa: N818 - a signal, not an error

@@ -17,7 +17,12 @@ from typing import Any
 
 import msgpack
 
-VERSION = 1
+VERSION = 2
+
+#: A refusal starts with this byte where a header has its version, so that a peer of *any*
+#: protocol version can read why it was refused (a different zactor version, say): the rest
+#: is UTF-8 text.
+REFUSAL = 0
 
 
 class Msg(enum.IntEnum):
@@ -50,14 +55,20 @@ class Msg(enum.IntEnum):
     EXIT = 25
     NOTICE = 26
     ROUTE = 27
-    # node agent <-> head, for agents in processes of their own (remote machines, with the
-    # cluster issue); the embedded cluster's agent lives inside the head and needs none.
+    # node agent <-> head, for agents in processes of their own (zactor worker); the agent
+    # of the head's own machine lives inside the head and needs none.
     NODE_HELLO = 30
     SPAWN = 31
     WORKER_EXIT = 32
     KILL_WORKER = 33
-    FREE = 34
+    STORE = 34  # head -> agent: an operation on the node's object store
     SHUTDOWN = 35
+    HEARTBEAT = 36
+    NODE_EVENT = 37  # agent -> head: a store's answer or event
+    RESTART = 38  # head -> agent: the node was declared dead; start again, clean
+    # node <-> node (and head): pulling a large object in chunks
+    FETCH = 40
+    CHUNK = 41
 
 
 #: Field names of each message type, in wire order. Payload frames are noted after "|".
@@ -96,12 +107,22 @@ FIELDS: dict[Msg, tuple[str, ...]] = {
     # seen >= 0: call the actor at ``address`` directly, if this client has sent it exactly
     # ``seen`` calls so far; seen == -1: that address is dead, stop using it.
     Msg.ROUTE: ("actor_id", "address", "seen"),
+    # info: versions, host, store (arena path, capacity), transfer address, live workers
     Msg.NODE_HELLO: ("node_id", "resources", "info"),
     Msg.SPAWN: ("count",),
     Msg.WORKER_EXIT: ("pid", "exitcode", "signal"),
     Msg.KILL_WORKER: ("pid", "signal"),
-    Msg.FREE: ("paths",),
+    # op: sealed, free, touch, abandon, client_gone, lose, alloc, prealloc, pull; args a list
+    Msg.STORE: ("op", "args"),
     Msg.SHUTDOWN: (),
+    # agent -> head: seq counts up, stats (memory, store) ride along; head -> agent: the echo
+    Msg.HEARTBEAT: ("seq", "stats"),
+    # event: alloc (a reply: [req, answer]), spilled [oid, loc], pulled [oid, loc | None, why]
+    Msg.NODE_EVENT: ("event", "args"),
+    Msg.RESTART: ("why",),
+    # the bytes [offset, offset + length) of the stored object ``oid`` at the holder's ``loc``
+    Msg.FETCH: ("oid", "loc", "offset", "length"),
+    Msg.CHUNK: ("oid", "offset", "error"),  # | the bytes (none if error)
 }
 
 _ARITY = {m: len(f) for m, f in FIELDS.items()}
@@ -185,6 +206,14 @@ class ProtocolError(ValueError):
     """A message that does not parse: wrong version, unknown type or wrong field count."""
 
 
+class Refused(ProtocolError):
+    """The peer refused this process (the frame was a refusal, see REFUSAL)."""
+
+
+def refusal(text: str) -> bytes:
+    return bytes((REFUSAL,)) + text.encode()
+
+
 _packb = msgpack.Packer(use_bin_type=True).pack
 
 
@@ -197,6 +226,8 @@ def decode(frame: bytes) -> tuple[Msg, list]:
     """Parse a header frame; raise :class:`ProtocolError` on anything malformed."""
     if len(frame) < 3:
         raise ProtocolError("short header")
+    if frame[0] == REFUSAL:
+        raise Refused(bytes(frame[1:]).decode(errors="replace"))
     if frame[0] != VERSION:
         raise ProtocolError(f"protocol version {frame[0]} (expected {VERSION})")
     mtype = _BY_CODE[frame[1]]

@@ -57,3 +57,9 @@ def head_pid() -> int:
     if driver is None or driver.cluster is None or driver.cluster.proc is None:
         raise RuntimeError("this driver did not start an embedded cluster")
     return driver.cluster.proc.pid
+
+
+from zactor._cluster_utils import Cluster, ClusterNode  # noqa: E402 - re-exported
+
+__all__ = ["Cluster", "ClusterNode", "head_address", "head_pid", "head_stats", "lose_object",
+           "objects_exist", "store_stats", "worker_pids"]

@@ -15,15 +15,11 @@ def _stop(signum, frame):  # noqa: ARG001
     raise SystemExit(0)
 
 
-def main() -> None:
-    cfg = json.loads(sys.argv[1])
-    logging.basicConfig(
-        level=cfg.get("log_level", logging.WARNING),
-        format="(zactor head pid=%(process)d) %(levelname)s %(name)s: %(message)s",
-    )
+def run_head(cfg: dict, on_ready=None) -> None:
+    """Run a head (and, embedded, this machine's node agent) until it is stopped.
+    ``on_ready(broker)`` is called once it listens."""
     _process.set_process_name("zactor-head")
     signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.makedirs(cfg["shm_dir"], mode=0o700, exist_ok=True)
     agent = None
     if cfg.get("local_node"):
@@ -46,6 +42,8 @@ def main() -> None:
         profiler = cProfile.Profile()
         profiler.enable()
     try:
+        if on_ready is not None:
+            on_ready(broker)
         broker.run()
     except SystemExit:
         pass
@@ -54,6 +52,16 @@ def main() -> None:
             profiler.disable()
             profiler.dump_stats(profile_to)
         broker.shutdown()
+
+
+def main() -> None:
+    cfg = json.loads(sys.argv[1])
+    logging.basicConfig(
+        level=cfg.get("log_level", logging.WARNING),
+        format="(zactor head pid=%(process)d) %(levelname)s %(name)s: %(message)s",
+    )
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    run_head(cfg)
 
 
 if __name__ == "__main__":

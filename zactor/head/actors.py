@@ -319,7 +319,9 @@ class ActorManager:
                 actor.address is None or actor.state != "alive":
             return
         client = self.head.clients.get(caller.key)
-        if client is not None:
+        # Direct routes are ipc sockets on the head's machine: for local peers only.
+        if client is not None and not client.remote and \
+                (actor.worker is None or actor.worker.node is self.head.head_node):
             caller.granted = caller.connected = actor.address
             self.head.send(client.inbox, encode(Msg.ROUTE, actor.actor_id, actor.address,
                                                 caller.seen))
@@ -502,6 +504,12 @@ class ActorManager:
             self.restart(actor)
         else:
             self.died(actor, None, how=how, in_flight=in_flight)
+
+    def unschedulable(self, task: TaskRecord, exc: Exception) -> None:
+        """The actor's creation can never be placed: it dies with ``exc``."""
+        actor = self.actors.get(task.spec[S.ACTOR_ID])
+        if actor is not None and actor.state != "dead":
+            self.died(actor, dumps_plain(exc))
 
     def _may_restart(self, actor: ActorRecord) -> bool:
         return actor.max_restarts < 0 or actor.restarts < actor.max_restarts

@@ -24,16 +24,39 @@ import zmq
 from zactor import config
 from zactor._process import describe_exit, pidfd, remove_tree
 from zactor._serialization import dumps_plain
-from zactor._transport import POLLIN, has_message, recv_parts, router, send_routed, zmq_poll
+from zactor._version import incompatibility
+from zactor.comm import security
+from zactor.comm.transport import (
+    POLLIN,
+    bound_address,
+    has_message,
+    recv_parts,
+    router,
+    send_routed,
+    zmq_poll,
+)
 from zactor.exceptions import ObjectLostError
 from zactor.head.actors import ActorManager
+from zactor.head.nodes import RemoteAgent
 from zactor.head.objects import ObjectDirectory
 from zactor.head.records import Client, Worker
 from zactor.head.requests import Requests
 from zactor.head.scheduler import Node, Scheduler
 from zactor.head.tasks import TaskManager
+from zactor.head.transfers import Transfers
 from zactor.node.agent import NodeAgent
-from zactor.protocol import Msg, ProtocolError, S, Status, TaskKind, decode, encode
+from zactor.node.transfer import Puller, TransferServer
+from zactor.protocol import (
+    VERSION,
+    Msg,
+    ProtocolError,
+    S,
+    Status,
+    TaskKind,
+    decode,
+    encode,
+    refusal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +68,41 @@ class Broker:
         self.address = cfg["address"]
         self.sock = router(self.ctx, self.address)
         self.agent = agent
+        # A cluster head also listens on TCP, encrypted and authenticated unless --insecure.
+        self.tcp = None
+        self.tcp_address: str | None = None
+        self.creds = None
+        self.auth = None
+        self.refusals = None
+        if cfg.get("tcp"):
+            if cfg.get("insecure"):
+                self.creds = security.INSECURE
+            else:
+                self.creds = security.read_key_file(cfg["key_file"])
+                self.auth = security.Authenticator(self.ctx, self.creds)
+            self.tcp = router(self.ctx, cfg["tcp"], self.creds)
+            self.tcp_address = bound_address(self.tcp)
+            if self.auth is not None:
+                self.refusals = security.RefusalMonitor(self.tcp)
+        self._remote_sock = self.tcp if self.tcp is not None else self.sock
+        self.remote_agents: dict[bytes, RemoteAgent] = {}  # by the agent's socket identity
+        self.dead_agents: dict[bytes, bytes] = {}  # identity -> node id, of nodes declared dead
+        self.head_node: Node | None = None
+        self.transfers = Transfers(self)
+        self.transfer_server: TransferServer | None = None
+        self.puller: Puller | None = None
         self.clients: dict[bytes, Client] = {}
         self.drivers: dict[bytes, Client] = {}
         self.workers_by_pid: dict[int, Worker] = {}
         self.objects = ObjectDirectory(self.free_copy, self._release_actor)
-        self.scheduler = Scheduler(self._dispatch, self._spawn, self.notify_drivers)
+        self.scheduler = Scheduler(self._dispatch, self._spawn, self.notify_drivers,
+                                   lambda task, why: self.tasks.unschedulable(task, why))
         self.tasks = TaskManager(self)
         self.actors = ActorManager(self)
         self.requests = Requests(self)
         self.sys_path: list[str] = list(cfg.get("sys_path", []))
         self.dropped = 0
+        self.refused_hellos = 0  # peers of another version (refused connections: refusals)
         self.functions_received = 0  # SUBMITs that carried a function or class
         self.direct_calls = 0  # actor calls booked on the live incarnation from a CALLED
         self.stopping = False
@@ -78,18 +126,37 @@ class Broker:
             Msg.CALLED: self.on_called,
             Msg.YIELD: self.on_yield,
         }
+        self.node_handlers = {
+            Msg.HEARTBEAT: self.on_heartbeat,
+            Msg.WORKER_EXIT: self.on_worker_exit,
+            Msg.NODE_EVENT: self.on_node_event,
+        }
         if agent is not None:
-            agent.store.on_spilled = self._on_spilled
             node = Node(agent.node_id, agent, agent.resources, agent.info)
+            agent.store.on_spilled = lambda oid, loc: self.objects.relocate(oid, loc, node)
+            self.head_node = node
             self.scheduler.add_node(node)
             self.scheduler.top_up(node)
+            if self.tcp is not None:
+                store = agent.store
+                self.transfer_server = TransferServer(store.arena_path, store.capacity)
+                self.puller = Puller(self.ctx, self.creds, store, self._pulled_here)
+                self.puller.on_socket = self._watch_puller
 
     # -- plumbing ----------------------------------------------------------------------------
 
     def send(self, identity: bytes, header: bytes, frames: tuple | list = ()) -> None:
+        # Peers on TCP have identities that start with a lower-case letter (CoreClient).
+        sock = self._remote_sock if identity[0] >= 97 else self.sock
         try:
-            send_routed(self.sock, identity, header, frames)
+            send_routed(sock, identity, header, frames)
         except zmq.ZMQError as exc:  # pragma: no cover - peer vanished mid-send
+            log.debug("send to %r failed: %s", identity, exc)
+
+    def send_tcp(self, identity: bytes, header: bytes, frames: tuple | list = ()) -> None:
+        try:
+            send_routed(self._remote_sock, identity, header, frames)
+        except zmq.ZMQError as exc:  # pragma: no cover
             log.debug("send to %r failed: %s", identity, exc)
 
     def notify_drivers(self, level: int, text: str) -> None:
@@ -124,14 +191,18 @@ class Broker:
         if self.agent is not None:
             self.watch_fd(self.agent.events_fd, self._on_agent_events)
             self.watch_fd(self.agent.store.events_fd, self.agent.store.on_spills_done)
+        if self.tcp is not None:
+            self.watch_fd(self.tcp, self._on_tcp)
+        if self.refusals is not None:
+            self.watch_fd(self.refusals.socket, self.refusals.on_ready)
         sock = self.sock
         handle = self.handle
         schedule = self.scheduler.schedule
         handlers = self.fd_handlers
-        last_reap = time.monotonic()
+        last_reap = last_check = time.monotonic()
         while not self.stopping:
             # zmq_poll on a plain list: zmq.Poller wraps every result in enum objects.
-            events = zmq_poll(self.watched, 1000)
+            events = zmq_poll(self.watched, 100 if self.remote_agents else 1000)
             for sock_or_fd, _ in events:
                 if sock_or_fd is sock:
                     for _ in range(2000):
@@ -150,11 +221,29 @@ class Broker:
                         on_ready()
                 schedule()
             now = time.monotonic()
+            if self.remote_agents and now - last_check > 0.1:
+                last_check = now
+                self._check_nodes(now)
             if now - last_reap > 1.0:
                 last_reap = now
                 self.scheduler.reap_idle(now, self.retire_worker, self._keep_worker)
                 for node in self.scheduler.nodes.values():
                     node.agent.store.housekeeping(now)
+
+    def _on_tcp(self) -> None:
+        sock = self.tcp
+        handle = self.handle
+        for _ in range(2000):
+            try:
+                frames = recv_parts(sock)
+            except zmq.Again:
+                break
+            if frames[0][:1].isupper():  # a TCP peer posing as a local one
+                self.drop("a TCP peer with a local identity")
+            else:
+                handle(frames)
+            if self.stopping or not has_message(sock):
+                break
 
     def _on_driver_exit(self) -> None:
         log.info("the driver exited; the head stops")
@@ -167,6 +256,7 @@ class Broker:
         try:
             mtype, fields = decode(frames[1])
         except ProtocolError as exc:
+            self._refuse_other_version(frames)
             self.drop(str(exc))
             return
         for f in frames:
@@ -181,12 +271,59 @@ class Broker:
                 client = self.clients.get(identity[:-1])
                 handler = self.handlers.get(mtype)
                 if client is None or handler is None:
-                    self.drop(f"{mtype.name} from an unknown peer or of a head-bound type")
+                    self._from_other_peer(identity, mtype, fields, frames)
                     return
                 handler(client, fields, frames[2:])
         except Exception as exc:  # noqa: BLE001 - a bad message must not stop the head
             self.dropped += 1
             log.exception("dropped %s: handler failed: %s", mtype.name, exc)
+
+    def _from_other_peer(self, identity: bytes, mtype: Msg, fields: list, frames: list) -> None:
+        """A message not from a known client: a node agent's, a pull from another node, or
+        one to drop."""
+        agent = self.remote_agents.get(identity)
+        if agent is not None:
+            handler = self.node_handlers.get(mtype)
+            if handler is not None:
+                agent.heard()
+                handler(agent, fields)
+                return
+        elif mtype == Msg.NODE_HELLO:
+            self.on_node_hello(identity, fields)
+            return
+        elif identity[:1] == b"n" and mtype in self.node_handlers:
+            # An agent this head does not know: declared dead, or this head is new (it was
+            # restarted) and the agent should introduce itself again.
+            dead = identity in self.dead_agents
+            self.send_tcp(identity, encode(Msg.RESTART, "dead" if dead else "rejoin"))
+            return
+        if mtype == Msg.FETCH and self.transfer_server is not None and identity[0] >= 97:
+            self.transfer_server.on_fetch(self.tcp, identity, fields)
+            return
+        self.drop(f"{mtype.name} from an unknown peer or of a head-bound type")
+
+    def _refuse_other_version(self, frames: list) -> None:
+        """A HELLO of another protocol version: tell the peer why, naming both versions (a
+        refusal is readable by any version, see protocol.REFUSAL)."""
+        header = frames[1]
+        if len(header) < 2 or header[0] in (VERSION, 0) or \
+                header[1] not in (Msg.HELLO, Msg.NODE_HELLO):
+            return
+        info: dict = {}
+        try:
+            import msgpack
+
+            fields = msgpack.unpackb(header[2:], raw=False, strict_map_key=False)
+            info = next((f for f in fields if isinstance(f, dict)), {})
+        except Exception:  # noqa: BLE001 - only to name its version, if it can be read
+            pass
+        info.setdefault("protocol", header[0])
+        self._refuse(frames[0], incompatibility(info) or "protocol version mismatch")
+
+    def _refuse(self, identity: bytes, why: str) -> None:
+        log.warning("refused a peer: %s", why)
+        self.refused_hellos += 1
+        self.send(identity, refusal(why))  # a HELLO comes on the socket that reads replies
 
     # -- clients -----------------------------------------------------------------------------
 
@@ -196,13 +333,22 @@ class Broker:
             return
         if not isinstance(info, dict) or kind not in ("driver", "worker", "observer"):
             raise ProtocolError("bad HELLO")
+        why = incompatibility(info)
+        if why is not None:
+            self._refuse(identity, why)
+            return
         key = identity[:-1]
+        node = None
+        if kind == "worker":
+            node = self.scheduler.nodes.get(node_id)
+            if node is None or not node.alive:
+                # A late worker of a node declared dead: it must not run anything.
+                self.send(identity, encode(Msg.EXIT))
+                return
         client = Client(key, kind, pid, info)
         self.clients[key] = client
         if kind == "worker":
-            node = self.scheduler.nodes.get(node_id)
-            if node is None:
-                raise ProtocolError("worker of an unknown node")
+            client.node = node
             worker = Worker(client, node, pid)
             client.worker = worker
             node.workers[pid] = worker
@@ -211,16 +357,30 @@ class Broker:
             self.worker_idle(worker)
             self._welcome(client)
         elif kind == "observer":  # zactor memory, zactor status: asks, submits nothing
-            self._watch_driver(client)
+            client.node = self._node_of_host(client)
+            if not client.remote:
+                self._watch_driver(client)
             self._welcome(client)
         else:
             self.drivers[key] = client
-            if pid != self.cfg.get("driver_pid"):
+            client.node = self._node_of_host(client)
+            if pid != self.cfg.get("driver_pid") and not client.remote:
                 self._watch_driver(client)
             for p in info.get("sys_path", []):
                 if p not in self.sys_path:
                     self.sys_path.append(p)
             self._welcome(client)
+
+    def _node_of_host(self, client: Client) -> Node | None:
+        """The node whose store a driver can map: the head's own for a local driver, the node
+        agent on its machine for one connected over TCP, or none."""
+        if not client.remote:
+            return self.head_node
+        host = client.info.get("host_id")
+        for node in self.scheduler.nodes.values():
+            if node.alive and host and node.info.get("host_id") == host:
+                return node
+        return None
 
     def _watch_driver(self, client: Client) -> None:
         """A driver that joined this cluster: if its process dies without a GOODBYE, what it
@@ -247,12 +407,14 @@ class Broker:
             os.close(fd)
 
     def _welcome(self, client: Client) -> None:
-        store = self.store_of(client.worker.node if client.worker else None)
+        node = client.node
+        store = node.agent.store if node is not None else None
         welcome: dict[str, Any] = {
             "session": self.cfg["session"],
-            "shm_dir": self.cfg["shm_dir"],
+            "shm_dir": node.info.get("shm_dir") if node is not None else None,
             "store": [store.arena_path, store.capacity] if store else [None, 0],
-            "head_node_id": next(iter(self.scheduler.nodes), b""),
+            "head_node_id": self.head_node.node_id if self.head_node else b"",
+            "node_id": node.node_id if node is not None else None,
             "resources": self.scheduler.totals(),
         }
         if client.worker is not None:
@@ -268,9 +430,8 @@ class Broker:
             self.actors.owner_gone(client)
         self.tasks.client_gone(client.key)
         self.actors.client_gone(client.key)
-        store = self.store_of(client.worker.node if client.worker else None)
-        if store is not None:
-            store.client_gone(client.key)
+        if client.node is not None:
+            client.node.agent.store.client_gone(client.key)
         self.objects.release_all(client.holds)
         for actor_id in list(client.actor_holds):
             self.actors.unhold(client, actor_id)
@@ -297,7 +458,7 @@ class Broker:
             worker.idle_since = time.monotonic()
             worker.node.idle.append(worker)
 
-    def worker_exited(self, node: Node, pid: int, exitcode, sig) -> None:
+    def worker_exited(self, node: Node, pid: int, exitcode, sig, how: str | None = None) -> None:
         worker = self.workers_by_pid.pop(pid, None)
         if worker is None:
             node.starting = max(0, node.starting - 1)
@@ -308,7 +469,7 @@ class Broker:
             node.idle.remove(worker)
         except ValueError:
             pass
-        how = describe_exit(exitcode, sig)
+        how = how or describe_exit(exitcode, sig)
         if not worker.exiting:
             # INFO, not WARNING: what it means for the user's work (a retry, a restart, an
             # error naming the exit code) reaches the user through that work.
@@ -319,6 +480,108 @@ class Broker:
         self.drop_client(worker.client)
         if not self.stopping:
             self.scheduler.top_up(node)
+
+    # -- node agents of other machines (zactor worker) ----------------------------------------
+
+    def on_node_hello(self, identity: bytes, fields: list) -> None:
+        node_id, resources, info = fields
+        if not (isinstance(node_id, bytes) and isinstance(resources, dict) and
+                isinstance(info, dict)):
+            raise ProtocolError("bad NODE_HELLO")
+        if self.tcp is None or identity[:1] != b"n":
+            raise ProtocolError("NODE_HELLO on a local socket")
+        why = incompatibility(info)
+        if why is not None:
+            self._refuse(identity, why)
+            return
+        known = self.scheduler.nodes.get(node_id)
+        if known is not None:
+            if not known.alive:
+                self.send_tcp(identity, encode(Msg.RESTART, "dead"))
+                return
+            if getattr(known.agent, "identity", None) == identity:
+                self.send_tcp(identity, encode(Msg.WELCOME, {"node_id": node_id}))
+                return
+        agent = RemoteAgent(self, identity, node_id, resources, info)
+        node = Node(node_id, agent, resources, info)
+        agent.store.on_spilled = lambda oid, loc: self.objects.relocate(oid, loc, node)
+        self.remote_agents[identity] = agent
+        self.scheduler.add_node(node)
+        log.info("node %s joined from %s with %s", node_id.hex()[:12], info.get("ip"),
+                 {k: v for k, v in resources.items() if not k.startswith("node:")})
+        self.send_tcp(identity, encode(Msg.WELCOME, {"node_id": node_id,
+                                                     "session": self.cfg["session"]}))
+        self.scheduler.top_up(node)
+
+    def on_heartbeat(self, agent: RemoteAgent, fields: list) -> None:
+        agent.heard(fields[1])
+        agent.send(encode(Msg.HEARTBEAT, fields[0], None))
+
+    def on_worker_exit(self, agent: RemoteAgent, fields: list) -> None:
+        node = self.scheduler.nodes.get(agent.node_id)
+        if node is not None:
+            pid, code, sig = fields
+            self.worker_exited(node, pid, code, sig)
+
+    def on_node_event(self, agent: RemoteAgent, fields: list) -> None:
+        event, args = fields
+        if event == "alloc":
+            agent.store.answered(*args)
+        elif event == "spilled":
+            agent.store.on_spilled(*args)
+        elif event == "pulled":
+            node = self.scheduler.nodes.get(agent.node_id)
+            if node is not None:
+                self.transfers.pulled(node, *args)
+        else:
+            raise ProtocolError(f"unknown node event {event!r}")
+
+    def _check_nodes(self, now: float) -> None:
+        timeout = config.NODE_TIMEOUT_S
+        for agent in list(self.remote_agents.values()):
+            if now - agent.last_heard > timeout:
+                node = self.scheduler.nodes.get(agent.node_id)
+                if node is not None and node.alive:
+                    self.node_died(node, f"no heartbeat for {now - agent.last_heard:.1f} s")
+
+    def node_died(self, node: Node, why: str) -> None:
+        """Declare ``node`` dead: what ran there is replayed elsewhere, its actors restart
+        elsewhere, its objects are rebuilt by lineage when they are needed (or reported
+        lost), and its agent, if it ever speaks again, is told to start clean."""
+        if not node.alive:
+            return
+        node.alive = False
+        name = node.node_id.hex()[:12]
+        log.warning("node %s (%s) is dead: %s", name, node.info.get("ip"), why)
+        self.notify_drivers(logging.WARNING, f"Node {name} ({node.info.get('ip')}) died: "
+                            f"{why}. Its tasks are retried and its actors restarted on other "
+                            "nodes.")
+        agent = node.agent
+        identity = getattr(agent, "identity", None)
+        if identity is not None:
+            self.remote_agents.pop(identity, None)
+            self.dead_agents[identity] = node.node_id
+            agent.send(encode(Msg.RESTART, "dead"))  # heard only if it is still there
+            agent.store.died()
+        node.starting = 0
+        node.idle.clear()
+        how = f"was lost with its node {name} ({why})"
+        for pid in list(node.workers):
+            self.worker_exited(node, pid, None, None, how=how)
+        self.transfers.node_died(node)
+        source = self.transfer_address_of(node)
+        for entry in self.objects.entries.values():
+            if entry.node is node and entry.copies:
+                alive = [(n, loc) for n, loc in entry.copies.items() if n.alive]
+                if alive:  # a copy elsewhere becomes the object's home
+                    entry.node, entry.loc = alive[0]
+                    del entry.copies[alive[0][0]]
+        if source:
+            for other in self.scheduler.nodes.values():
+                if other.alive and other is not self.head_node:
+                    other.agent.store.source_gone(source, f"node {name} died")
+            if self.puller is not None:
+                self.puller.source_gone(source, f"node {name} died")
 
     def _dispatch(self, task, node: Node, worker: Worker) -> None:
         self.tasks.dispatch(task, node, worker)
@@ -340,12 +603,46 @@ class Broker:
         self.send(worker.client.inbox, encode(Msg.EXIT))
 
     def store_of(self, node: Node | None):
-        """The object store of ``node`` (None: a driver's, which is the head's node's)."""
+        """The object store of ``node`` (None: the head's node's)."""
         if node is None:
-            node = next(iter(self.scheduler.nodes.values()), None)
+            node = self.head_node
             if node is None:
                 return None
         return node.agent.store
+
+    def transfer_address_of(self, node: Node) -> str | None:
+        """Where other nodes pull ``node``'s objects from."""
+        if node is self.head_node:
+            return self.tcp_address
+        return getattr(node.agent, "transfer_address", None)
+
+    def pull_to(self, node: Node, oid: bytes, size: int, source: str, loc: list) -> None:
+        if node is self.head_node:
+            if self.puller is not None:
+                self.puller.pull(oid, size, source, loc)
+        else:
+            node.agent.store.pull(oid, size, source, loc)
+
+    def _pulled_here(self, oid: bytes, loc: list | None, why: str | None) -> None:
+        self.transfers.pulled(self.head_node, oid, loc, why)
+
+    def _watch_puller(self, sock) -> None:
+        self.watch_fd(sock, lambda: self.puller.on_ready(sock))
+
+    def send_object(self, client: Client, oid: bytes, entry) -> None:
+        """Send ``client`` the ready object ``oid``: its blob, or where its process can map
+        it (after a pull to its node, if the object is elsewhere)."""
+        loc = entry.loc
+        if loc is None:
+            self.send(client.inbox, encode(Msg.OBJECT, oid, entry.status, None), (entry.blob,))
+            return
+        node = client.node
+        here = self.transfers.loc_on(entry, node)
+        if here is None:
+            self.transfers.want(oid, entry, node, client.key)
+            return
+        self.store_of(node).touch(here)
+        self.send(client.inbox, encode(Msg.OBJECT, oid, entry.status, here))
 
     def free_copy(self, node: Node | None, loc: list) -> None:
         store = self.store_of(node)
@@ -391,7 +688,7 @@ class Broker:
         if status not in (Status.OK, Status.ERROR):
             raise ProtocolError(f"PUT: bad status {status!r}")
         self.objects.create(oid, client.key, client.holds)
-        node = client.worker.node if client.worker else None
+        node = client.node or self.head_node
         if loc is not None:
             self.store_of(node).sealed(loc, oid)
         # The putting process already has the value: mark it as not the owner to push to.
@@ -414,10 +711,7 @@ class Broker:
                 f"Object {oid.hex()} does not exist any more (all references to it were "
                 "released, or it was never created in this cluster)"))
         elif entry.status is not None:
-            if entry.loc is not None:
-                self.store_of(entry.node).touch(entry.loc)
-            self.send(client.inbox, encode(Msg.OBJECT, oid, entry.status, entry.loc),
-                      (entry.blob,) if entry.loc is None else ())
+            self.send_object(client, oid, entry)
         elif entry.subscribers is None:
             entry.subscribers = [client.key]
         elif client.key not in entry.subscribers:
@@ -508,15 +802,29 @@ class Broker:
     # -- shutdown ----------------------------------------------------------------------------
 
     def shutdown(self) -> None:
-        """Stop the node agent (it stops the workers and removes the object files), exit."""
+        """Stop the node agent (it stops the workers and removes the object files), exit.
+        Node agents of other machines are told to stop too."""
+        for agent in self.remote_agents.values():
+            agent.send(encode(Msg.SHUTDOWN))
+        if self.puller is not None:
+            self.puller.close()
+        if self.transfer_server is not None:
+            self.transfer_server.close()
         if self.agent is not None:
             self.agent.shutdown()
         shm_dir = self.cfg.get("shm_dir")
         if shm_dir:
             remove_tree(shm_dir)
-        if self.cfg.get("driver_pid") and self.address.startswith("ipc://"):
+        if (self.cfg.get("driver_pid") or self.cfg.get("own_session_dir")) and \
+                self.address.startswith("ipc://"):
             # The driver may be gone (SIGTERM skips its own cleanup): its session directory
             # goes with the head. When the driver is alive it removes it again, harmlessly.
             remove_tree(os.path.dirname(self.address[len("ipc://"):]))
         self.sock.close(linger=0)
+        if self.refusals is not None:
+            self.refusals.close()
+        if self.tcp is not None:
+            self.tcp.close(linger=500)  # the SHUTDOWNs above
+        if self.auth is not None:
+            self.auth.stop()
         self.ctx.term()

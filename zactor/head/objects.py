@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 class ObjectEntry:
     __slots__ = ("status", "loc", "blob", "refs", "subscribers", "waiting_tasks", "owner",
-                 "contained", "contained_actors", "node", "freed", "creator")
+                 "contained", "contained_actors", "node", "freed", "creator", "copies")
 
     def __init__(self, owner: bytes | None) -> None:
         self.creator = owner  # the client that made it (``zactor memory`` shows it)
@@ -28,6 +28,8 @@ class ObjectEntry:
         self.contained_actors: list[bytes] = ()  # type: ignore[assignment]
         self.node = None
         self.freed = False
+        # Copies pulled to other nodes than ``node`` (zactor.head.transfers): node -> loc.
+        self.copies: dict | None = None
 
     @property
     def ready(self) -> bool:
@@ -147,12 +149,19 @@ class ObjectDirectory:
         self.freed_count += 1
         if entry.loc is not None:
             self._on_free_copy(entry.node, entry.loc)
+        if entry.copies:
+            self._free_copies(entry)
         for inner in entry.contained:
             self.release(inner)
         for actor_id in entry.contained_actors:
             self._on_release_actor(actor_id)
         if self.on_freed is not None:
             self.on_freed(object_id)
+
+    def _free_copies(self, entry: ObjectEntry) -> None:
+        copies, entry.copies = entry.copies, None
+        for node, loc in copies.items():
+            self._on_free_copy(node, loc)
 
     def discard_copy(self, object_id: bytes, node, loc) -> None:
         """Free a stored result nobody will read, unless it is the live value's own."""
@@ -163,10 +172,14 @@ class ObjectDirectory:
             return
         self._on_free_copy(node, loc)
 
-    def relocate(self, object_id: bytes, loc: list) -> None:
-        """The object's stored copy moved (it was spilled to disk)."""
+    def relocate(self, object_id: bytes, loc: list, node=None) -> None:
+        """The object's stored copy on ``node`` moved (it was spilled to disk)."""
         entry = self.entries.get(object_id)
-        if entry is not None and entry.loc is not None:
+        if entry is None or entry.loc is None:
+            return
+        if entry.copies and node in entry.copies and node is not entry.node:
+            entry.copies[node] = loc
+        else:
             entry.loc = loc
 
     def reset(self, object_id: bytes) -> ObjectEntry | None:
@@ -178,6 +191,8 @@ class ObjectDirectory:
             self.release(inner)
         if entry.loc is not None:
             self._on_free_copy(entry.node, entry.loc)  # whatever is left of it
+        if entry.copies:
+            self._free_copies(entry)
         entry.status = entry.loc = entry.blob = None
         entry.contained = ()
         return entry

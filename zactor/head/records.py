@@ -11,7 +11,7 @@ class Client:
     """A connected driver or worker (both sockets of it)."""
 
     __slots__ = ("key", "kind", "pid", "inbox", "holds", "actor_holds", "worker", "info",
-                 "namespace", "owned_actors", "pidfd")
+                 "namespace", "owned_actors", "pidfd", "node", "remote")
 
     def __init__(self, key: bytes, kind: str, pid: int, info: dict) -> None:
         self.key = key
@@ -29,6 +29,9 @@ class Client:
         # Non-detached actors this process created: they share its fate, as in Ray.
         self.owned_actors: set[bytes] = set()
         self.pidfd: int | None = None  # a joined driver's process, watched for its exit
+        # The node whose store this process maps (None: a driver on a machine without one).
+        self.node = None
+        self.remote = key[:1].islower()  # connected over TCP (zactor._client.CoreClient)
 
 
 class Worker:
@@ -52,7 +55,7 @@ class TaskRecord:
     __slots__ = ("spec", "task_id", "frames", "owner", "return_ids", "place", "hold", "shape",
                  "waiting", "worker", "node", "assigned", "retries_left", "parent", "state",
                  "acquired", "cancelled", "caller", "direct", "lineage_users",
-                 "lineage_inline", "lineage_upstream", "stream")
+                 "lineage_inline", "lineage_upstream", "stream", "strategy", "prefer")
 
     def __init__(self, spec: list, frames: list, owner: bytes, return_ids: list[bytes],
                  place: dict, hold: dict) -> None:
@@ -63,7 +66,15 @@ class TaskRecord:
         self.return_ids = return_ids
         self.place = place  # resources that must be free to start it
         self.hold = hold  # resources it keeps while running (an actor may hold none)
-        self.shape = tuple(sorted(place.items()))
+        # SPREAD, or ("node", node id, soft): placement beyond resources (zactor.util.
+        # scheduling_strategies); tasks of one strategy queue together.
+        options = spec[S.OPTIONS]
+        strategy = options.get("strategy") if options else None
+        if isinstance(strategy, list):
+            strategy = tuple(strategy)
+        self.strategy = strategy
+        self.prefer = None  # the node holding most of its large arguments
+        self.shape = (tuple(sorted(place.items())), strategy)
         self.waiting = 0  # dependencies not ready yet
         self.worker: Worker | None = None
         self.node = None

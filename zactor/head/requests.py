@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from zactor.head import memory
+from zactor.head import memory, status
+from zactor.head.nodes import StoreProxy
 from zactor.protocol import Msg, ProtocolError, encode
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ class Requests:
             "cluster_resources": self.cluster_resources,
             "available_resources": self.available_resources,
             "nodes": self.nodes,
+            "cluster_status": self.cluster_status,
             "reserve_name": self.reserve_name,
             "get_actor": self.get_actor,
             "list_named_actors": self.list_named_actors,
@@ -68,7 +70,10 @@ class Requests:
         self.head.send(client.inbox, encode(Msg.REPLY, req_id, ok, value))
 
     def _store(self, client: Client):
-        return self.head.store_of(client.worker.node if client.worker else None)
+        if client.node is None:
+            raise ValueError("this process runs on a machine without a zactor node, so it "
+                             "has no object store to write large objects into")
+        return client.node.agent.store
 
     # -- the cluster -------------------------------------------------------------------------
 
@@ -79,13 +84,25 @@ class Requests:
         return self.head.scheduler.availability()
 
     def nodes(self, client: Client, args: Any, req_id: int) -> Any:
-        return [
-            {"NodeID": n.node_id.hex(), "Alive": n.alive, "Resources": n.total,
-             "NodeManagerAddress": n.info.get("ip", "127.0.0.1"),
-             "NodeManagerHostname": n.info.get("hostname", ""),
-             "NodeName": n.info.get("ip", "127.0.0.1"), "alive": n.alive}
-            for n in self.head.scheduler.nodes.values()
-        ]
+        head = self.head
+        out = []
+        for n in head.scheduler.nodes.values():
+            transfer = head.transfer_address_of(n) or ""
+            port = int(transfer.rsplit(":", 1)[1]) if transfer.startswith("tcp://") else 0
+            out.append({
+                "NodeID": n.node_id.hex(), "Alive": n.alive, "Resources": n.total,
+                "NodeManagerAddress": n.info.get("ip", "127.0.0.1"),
+                "NodeManagerHostname": n.info.get("hostname", ""),
+                "NodeManagerPort": port, "ObjectManagerPort": port,
+                "ObjectStoreSocketName": (n.info.get("arena") or [""])[0],
+                "NodeName": n.info.get("ip", "127.0.0.1"), "alive": n.alive,
+                "IsHead": n is head.head_node, "Labels": {},
+            })
+        return out
+
+    def cluster_status(self, client: Client, args: Any, req_id: int) -> Any:
+        """zactor status: nodes, actors by state, pending work, refusals."""
+        return status.report(self.head)
 
     def outstanding(self, client: Client, args: Any, req_id: int) -> Any:
         """Tasks and calls of this client not finished yet (a driver exiting waits for them)."""
@@ -143,7 +160,12 @@ class Requests:
         """A spare region for the client's next large write (zactor._object_store)."""
         if not isinstance(args, int):
             raise ProtocolError("prealloc: expected a length")
-        return self._store(client).preallocate(client.key, args)
+        store = self._store(client)
+        if isinstance(store, StoreProxy):
+            store.preallocate(client.key, args,
+                              lambda value: self.reply(client, req_id, True, value))
+            return LATER
+        return store.preallocate(client.key, args)
 
     def abandon(self, client: Client, args: Any, req_id: int) -> Any:
         """A writer could not fill, or did not use, what it was given."""
@@ -159,8 +181,11 @@ class Requests:
             return None
         if entry.refs - (1 if args in client.holds else 0) <= 0:
             return None  # only this client's own ref keeps it: it is about to go
+        loc = self.head.transfers.loc_on(entry, client.node) if entry.loc is not None else None
+        if entry.loc is not None and loc is None:
+            return None  # stored on another node: not worth a pull to compare
         objects.add_ref(args, client.holds)
-        return [entry.status, entry.loc]
+        return [entry.status, loc]
 
     def memory(self, client: Client, args: Any, req_id: int) -> Any:
         """zactor memory / zactor.util.state."""
@@ -175,6 +200,10 @@ class Requests:
         head = self.head
         actors = head.actors.actors
         return {"dropped_messages": head.dropped, "tasks": len(head.tasks.tasks),
+                "refused_connections": head.refusals.refused if head.refusals else 0,
+                "refused_hellos": head.refused_hellos,
+                "pulls": head.transfers.pulls_started,
+                "nodes_alive": sum(1 for n in head.scheduler.nodes.values() if n.alive),
                 "objects": len(head.objects.entries), "clients": len(head.clients),
                 "workers": len(head.workers_by_pid), "queued": head.scheduler.queued,
                 "actors": sum(1 for a in actors.values() if a.state != "dead"),

@@ -118,13 +118,17 @@ class Scheduler:
     """Queues of placeable work and the nodes they may go to."""
 
     def __init__(self, dispatch: Callable, spawn: Callable[[Node, int], None],
-                 notice: Callable[[int, str], None]) -> None:
+                 notice: Callable[[int, str], None],
+                 unschedulable: Callable[[object, str], None] | None = None) -> None:
         self.nodes: dict[bytes, Node] = {}
         self.queues: dict[tuple, collections.deque] = {}
         self._dispatch = dispatch
         self._spawn = spawn
         self._notice = notice  # (logging level, text): told to every driver
+        # (task, why): a task that can never be placed (hard affinity to a dead node)
+        self.unschedulable = unschedulable
         self.queued = 0
+        self._spread = 0  # where the next SPREAD task starts looking
 
     # -- nodes -------------------------------------------------------------------------------
 
@@ -182,7 +186,14 @@ class Scheduler:
                 req = task.place
                 placed = False
                 short = None
-                for node in nodes:
+                order = nodes
+                if task.strategy is not None or task.prefer is not None:
+                    order = self._order(task, nodes)
+                    if order is None:  # can never run: failed by the callback
+                        q.popleft()
+                        self.queued -= 1
+                        continue
+                for node in order:
                     if not node.fits(req):
                         continue
                     if node.idle:
@@ -271,6 +282,33 @@ class Scheduler:
                 node.idle.remove(worker)
                 retire(worker)
                 excess -= 1
+
+
+    def _order(self, task, nodes: list[Node]) -> list[Node] | None:
+        """The nodes to try for ``task``, best first; None if it can never be placed."""
+        strategy = task.strategy
+        if strategy is None:  # prefer the node holding most of its large arguments
+            prefer = task.prefer
+            if prefer is None or not prefer.alive:
+                return nodes
+            return [prefer] + [n for n in nodes if n is not prefer]
+        if strategy == "SPREAD":
+            if not nodes:
+                return nodes
+            start = self._spread % len(nodes)
+            self._spread += 1
+            return nodes[start:] + nodes[:start]
+        _, node_id, soft = strategy
+        node = self.nodes.get(node_id)
+        if node is not None and node.alive:
+            return [node] + [n for n in nodes if n is not node] if soft else [node]
+        if soft:
+            return nodes
+        why = (f"the node {node_id.hex()} it must run on (NodeAffinitySchedulingStrategy, "
+               f"soft=False) is {'dead' if node is not None else 'not in this cluster'}")
+        if self.unschedulable is not None:
+            self.unschedulable(task, why)
+        return None
 
 
 def _how_many_fit(available: dict, req: dict) -> int:

@@ -121,7 +121,21 @@ class TaskManager:
                 self.complete_all(task, Status.ERROR, entry.loc, entry.blob)
                 return
         task.state = "queued"
+        if len(self.head.scheduler.nodes) > 1:
+            task.prefer = self._holder_of_args(task)
         self.head.scheduler.enqueue(task)
+
+    def _holder_of_args(self, task: TaskRecord):
+        """The node that stores most bytes of ``task``'s arguments (None: none stored)."""
+        entries = self.objects.entries
+        head_node = self.head.head_node
+        sizes: dict = {}
+        for oid in task.spec[S.DEPS]:
+            entry = entries.get(oid)
+            if entry is not None and entry.loc is not None:
+                node = entry.node or head_node
+                sizes[node] = sizes.get(node, 0) + entry.loc[1]
+        return max(sizes, key=sizes.__getitem__) if sizes else None
 
     # -- running -----------------------------------------------------------------------------
 
@@ -138,12 +152,22 @@ class TaskManager:
             with_fn = True
         deps = []
         entries = self.objects.entries
+        transfers = self.head.transfers
+        node = worker.node
         for oid in spec[S.DEPS]:
             entry = entries.get(oid)
             if entry is not None and entry.status is not None:
-                deps.append((oid, entry.status, entry.loc))
                 if entry.loc is None:
+                    deps.append((oid, entry.status, None))
                     frames.append(entry.blob)
+                    continue
+                loc = transfers.loc_on(entry, node)
+                if loc is None:
+                    # Stored on another node: the worker asks for it, and its node pulls it
+                    # meanwhile.
+                    transfers.want(oid, entry, node, None)
+                else:
+                    deps.append((oid, entry.status, loc))
         placement = None
         if spec[S.KIND] != TaskKind.ACTOR_CALL:
             owner = self.head.clients.get(task.owner)
@@ -356,6 +380,18 @@ class TaskManager:
                 f"Object {oid.hex()} is lost (its copy is gone) and {why}")), (), (), None)
         subscribe(client, oid)
 
+    def rebuild_lost(self, oid: bytes, how: str) -> None:
+        """The only copy of ``oid`` is gone (``how``): rebuild it from its lineage, or make
+        it the error that says why it cannot be."""
+        entry = self.objects.entries.get(oid)
+        if entry is None or entry.status is None:
+            return  # being rebuilt already, or freed
+        why = self.lineage.rebuild(oid)
+        if why is not None:
+            self.objects.reset(oid)
+            self.deliver(oid, Status.ERROR, None, dumps_plain(ObjectLostError(
+                f"Object {oid.hex()} is lost ({how}) and {why}")), (), (), None)
+
     def rerun(self, task: TaskRecord) -> None:
         """Run a finished task again (lineage: its objects were lost)."""
         task.state = "waiting"
@@ -369,20 +405,25 @@ class TaskManager:
                 node, push_owner: bool = True) -> None:
         head = self.head
         header = None
-        owner = None
+        owner = far_owner = None
         pending = self.objects.entries.get(oid)
         if push_owner and pending is not None and pending.status is None and pending.owner:
             # The owner (often blocked in get) hears first; the bookkeeping follows.
             owner = head.clients.get(pending.owner)
-            if owner is not None and oid in owner.holds:
+            if owner is None or oid not in owner.holds:
+                owner = None
+            elif loc is None or owner.node is (node or head.head_node):
                 header = encode(Msg.OBJECT, oid, status, loc)
                 head.send(owner.inbox, header, (blob,) if loc is None else ())
             else:
-                owner = None
+                far_owner, owner = owner, None  # its node needs a copy first (below)
         entry = self.objects.set_value(oid, status, loc, blob, contained, contained_actors,
                                        node)
         if entry is None:
             return
+        if far_owner is not None and not entry.freed:
+            head.send_object(far_owner, oid, entry)
+            owner = far_owner  # not sent twice as a subscriber
         for actor_id in contained_actors:
             head.actors.add_ref(actor_id)
         if entry.freed:
@@ -392,9 +433,19 @@ class TaskManager:
             entry.subscribers = None
             if header is None:
                 header = encode(Msg.OBJECT, oid, status, loc)
+            home = node or head.head_node
+            clients = head.clients
             for key in subs:
-                if key != entry.owner or owner is None or oid not in owner.holds:
-                    head.send(key + b"<", header, (blob,) if loc is None else ())
+                if key == entry.owner and owner is not None and oid in owner.holds:
+                    continue
+                if loc is not None:
+                    client = clients.get(key)
+                    if client is None:
+                        continue
+                    if client.node is not home:
+                        head.send_object(client, oid, entry)  # a pull to its node first
+                        continue
+                head.send(key + b"<", header, (blob,) if loc is None else ())
         waiting = entry.waiting_tasks
         if waiting:
             entry.waiting_tasks = None
@@ -404,6 +455,15 @@ class TaskManager:
                     self.deps_ready(task)
 
     # -- failures ----------------------------------------------------------------------------
+
+    def unschedulable(self, task: TaskRecord, why: str) -> None:
+        """``task`` can never be placed (a hard affinity to a dead node)."""
+        from zactor.exceptions import ActorUnschedulableError, TaskUnschedulableError
+
+        if task.spec[S.KIND] == TaskKind.ACTOR_CREATE:
+            self.head.actors.unschedulable(task, ActorUnschedulableError(why))
+        else:
+            self.fail(task, TaskUnschedulableError(why))
 
     def worker_died(self, worker: Worker, how: str) -> None:
         task = worker.task

@@ -18,6 +18,7 @@ import os
 
 from zactor import _process, config
 from zactor._process import remove_tree
+from zactor._session import host_id
 from zactor.node.store import ObjectStore
 from zactor.node.zygote import ZygoteHandle, start_zygote
 
@@ -48,8 +49,9 @@ def node_resources(cfg: dict) -> dict[str, float]:
     mem = total_memory()
     res["memory"] = float(int(mem * 0.7))
     res["object_store_memory"] = float(store_capacity(cfg))
-    res["node:127.0.0.1"] = 1.0
-    res["node:__internal_head__"] = 1.0
+    res["node:" + cfg.get("ip", "127.0.0.1")] = 1.0
+    if cfg.get("is_head", True):
+        res["node:__internal_head__"] = 1.0
     for k, v in (cfg.get("resources") or {}).items():
         res[k] = float(v)
     return res
@@ -63,16 +65,22 @@ class NodeAgent:
         self.shm_dir = cfg["shm_dir"]
         self.resources = node_resources(cfg)
         self.total_memory = total_memory()
-        worker_cfg = {"address": cfg["address"], "node_id": cfg["node_id"],
-                      "shm_dir": cfg["shm_dir"], "log_level": cfg.get("log_level", 30)}
+        # Workers reach the head as the agent does: over ipc on the head's machine, over
+        # TCP with the cluster key elsewhere.
+        worker_cfg = {"address": cfg.get("worker_address") or cfg["address"],
+                      "node_id": cfg["node_id"], "shm_dir": cfg["shm_dir"],
+                      "log_level": cfg.get("log_level", 30), "key": cfg.get("key"),
+                      "node_ip": cfg.get("ip", "127.0.0.1")}
         self.zygote: ZygoteHandle = start_zygote(worker_cfg)
         # After the zygote's fork: workers must not inherit the store's descriptor, whose
         # locks are the store's own.
         self.store = ObjectStore(self.shm_dir, int(self.resources["object_store_memory"]),
                                  cfg["spill_dir"])
         self.workers: set[int] = set()
-        self.info = {"shm_dir": self.shm_dir, "ip": "127.0.0.1",
-                     "hostname": os.uname().nodename, "zygote_pid": self.zygote.pid}
+        self.info = {"shm_dir": self.shm_dir, "ip": cfg.get("ip", "127.0.0.1"),
+                     "hostname": os.uname().nodename, "zygote_pid": self.zygote.pid,
+                     "host_id": host_id(), "arena": [self.store.arena_path,
+                                                     self.store.capacity]}
 
     @property
     def events_fd(self) -> int:

@@ -34,7 +34,8 @@ from zactor import _process, _serialization, _state, config
 from zactor._args import unpack_args
 from zactor._client import CoreClient
 from zactor._object_ref import ObjectRef
-from zactor._transport import POLLIN, dealer, has_message, recv_parts, zmq_poll
+from zactor.comm.security import from_text
+from zactor.comm.transport import POLLIN, dealer, has_message, recv_parts, zmq_poll
 from zactor.exceptions import ActorDiedError, TaskCancelledError, _ActorExit
 from zactor.protocol import (
     SPEC_FIELDS,
@@ -93,10 +94,15 @@ class WorkerRuntime(ResultSender):
         self.direct: zmq.Socket | None = None
         self.reply_to: bytes | None = None
         self.head_address = cfg["address"]
+        creds = from_text(cfg.get("key"))
+        # Output of workers on other machines than the head's says which node it came from.
+        self.where = f", ip={cfg['node_ip']}" if cfg.get("key") else ""
         self.core = CoreClient(cfg["address"], "worker", node_id=self.node_id,
-                               on_task=self._on_message, io_thread=False)
+                               on_task=self._on_message, io_thread=False, creds=creds,
+                               info={"node_ip": cfg.get("node_ip", "127.0.0.1")})
         self.stopping = threading.Event()
-        self.control = dealer(self.core.ctx, self.core.key + b"!", cfg["address"])
+        self.control = dealer(self.core.ctx, self.core.key + b"!", cfg["address"],
+                              creds=creds)
         self.control.send(encode(Msg.HELLO, "control", self.pid, self.node_id, {}))
         self.control_thread = threading.Thread(target=self._control_loop, daemon=True,
                                                name="zactor-control")
@@ -123,7 +129,7 @@ class WorkerRuntime(ResultSender):
 
     def _prefix(self) -> str:
         name = self.actor_name or self.context.name or "worker"
-        return f"({name} pid={self.pid})"
+        return f"({name} pid={self.pid}{self.where})"
 
     def _send_log(self, stream: str, prefix: str, text: str) -> None:
         self.core.send(encode(Msg.LOG, stream, prefix, text))

@@ -16,7 +16,7 @@ import zmq
 
 from zactor import _serialization
 from zactor._ids import return_ids
-from zactor._transport import send_routed
+from zactor.comm.transport import send_routed
 from zactor.exceptions import TaskCancelledError
 from zactor.protocol import Msg, S, Status, TaskKind, encode, return_count
 

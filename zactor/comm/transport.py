@@ -10,6 +10,7 @@ from __future__ import annotations
 import zmq
 
 from zactor import config
+from zactor.comm.security import INSECURE, KEY_ENV, KEY_FILE_ENV, Credentials, CredentialsError
 
 SNDMORE = int(zmq.SNDMORE)
 NOBLOCK = int(zmq.NOBLOCK)
@@ -22,9 +23,19 @@ _get = zmq.backend.Socket.get
 zmq_poll = zmq.backend.zmq_poll
 
 
-def dealer(ctx: zmq.Context, identity: bytes, address: str, linger: int = 0) -> zmq.Socket:
-    """A DEALER connected to ``address``, with unbounded queues (flow is bounded upstream)."""
+def dealer(ctx: zmq.Context, identity: bytes, address: str, linger: int = 0,
+           creds: Credentials | None = None) -> zmq.Socket:
+    """A DEALER connected to ``address``, with unbounded queues (flow is bounded upstream);
+    encrypted and authenticated with ``creds`` (needed for every ``tcp://`` address)."""
     sock = ctx.socket(zmq.DEALER)
+    if address.startswith("tcp://"):
+        if creds is None:
+            raise CredentialsError(
+                f"connecting to {address} needs the cluster's key: set {KEY_ENV} or "
+                f"{KEY_FILE_ENV} (zactor head prints both), or pass --insecure to a "
+                "cluster started with --insecure")
+        if creds is not INSECURE:
+            creds.make_client(sock)
     sock.setsockopt(zmq.ROUTING_ID, identity)
     sock.setsockopt(zmq.LINGER, linger)
     sock.setsockopt(zmq.SNDHWM, 0)
@@ -34,12 +45,20 @@ def dealer(ctx: zmq.Context, identity: bytes, address: str, linger: int = 0) -> 
     return sock
 
 
-def router(ctx: zmq.Context, address: str) -> zmq.Socket:
+def router(ctx: zmq.Context, address: str, creds: Credentials | None = None) -> zmq.Socket:
+    """A ROUTER bound to ``address`` (``tcp://HOST:0`` picks a free port: read it back with
+    :func:`bound_address`); a CURVE server with ``creds``."""
     sock = ctx.socket(zmq.ROUTER)
     for opt, val in ((zmq.SNDHWM, 0), (zmq.RCVHWM, 0), (zmq.LINGER, 0)):
         sock.setsockopt(opt, val)
+    if creds is not None and creds is not INSECURE:
+        creds.make_server(sock)
     sock.bind(address)
     return sock
+
+
+def bound_address(sock: zmq.Socket) -> str:
+    return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
 def send_parts(sock: zmq.Socket, parts: list | tuple) -> None:

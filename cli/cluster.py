@@ -1,0 +1,282 @@
+"""``zactor head``, ``zactor worker``, ``zactor status``, ``zactor stop``: a cluster of
+machines (DESIGN §7)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+
+import click
+
+from zactor import config
+
+
+def _resources(value: str | None) -> dict:
+    if not value:
+        return {}
+    try:
+        res = json.loads(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}") from None
+    if not isinstance(res, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and v >= 0
+            for k, v in res.items()):
+        raise click.BadParameter('expected a JSON object of non-negative numbers, '
+                                 'e.g. \'{"accelerator": 2}\'')
+    return res
+
+
+def _daemonize(argv: list[str], log_path: str, ready: str, timeout: float = 60.0) -> int:
+    """Run this command again in the background (a session of its own, output to
+    ``log_path``); return its pid once ``ready`` (a file it writes) exists."""
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "zactor_cli.main", *argv],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(ready):
+        if proc.poll() is not None:
+            raise click.ClickException(f"it exited with code {proc.returncode}; see {log_path}")
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"it did not start within {timeout:.0f} s; see "
+                                       f"{log_path}")
+        time.sleep(0.05)
+    return proc.pid
+
+
+def _logging(level: str) -> int:
+    lvl = getattr(logging, level.upper())
+    logging.basicConfig(level=lvl, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return lvl
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (the head's only port). Give this machine's "
+                   "address, or 0.0.0.0, for workers on other machines to reach it.")
+@click.option("--port", type=int, default=config.DEFAULT_PORT, show_default=True,
+              help="TCP port (0: any free port).")
+@click.option("--num-cpus", type=int, default=None, help="CPUs of this node (default: all).")
+@click.option("--num-gpus", type=int, default=None, help="GPUs of this node (default: found).")
+@click.option("--resources", default=None, help='Custom resources, JSON: \'{"disk": 2}\'.')
+@click.option("--object-store-memory", type=int, default=None,
+              help="Bytes of shared memory for objects on this node.")
+@click.option("--state-dir", default=None,
+              help="Where the head keeps its key and control state "
+                   "(default: ~/.zactor/head-PORT).")
+@click.option("--insecure", is_flag=True,
+              help="No encryption, no authentication: anyone who reaches the port can run "
+                   "code. For trusted, isolated networks only.")
+@click.option("--daemon", is_flag=True, help="Run in the background (pid file in the "
+              "state directory).")
+@click.option("--log-level", default="warning", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def head(host, port, num_cpus, num_gpus, resources, object_store_memory, state_dir,
+         insecure, daemon, log_level) -> None:
+    """Start a cluster's head, with a node agent for this machine."""
+    from zactor import _registry, _session
+    from zactor.head.__main__ import run_head
+
+    res = _resources(resources)
+    state_dir = os.path.abspath(os.path.expanduser(
+        state_dir or os.path.join("~", ".zactor", f"head-{port}")))
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    ready = os.path.join(state_dir, "head.ready")
+    if daemon:
+        for stale in (ready,):
+            if os.path.exists(stale):
+                os.unlink(stale)
+        argv = [a for a in sys.argv[1:] if a != "--daemon"]
+        if "--state-dir" not in argv:
+            argv += ["--state-dir", state_dir]
+        pid = _daemonize(argv, os.path.join(state_dir, "head.log"), ready)
+        with open(ready) as f:
+            click.echo(f.read(), nl=False)
+        click.echo(f"The head runs in the background (pid {pid}); stop it with: zactor stop")
+        return
+    lvl = _logging(log_level)
+    cpus = num_cpus if num_cpus is not None else (os.cpu_count() or 1)
+    gpus = num_gpus if num_gpus is not None else _session.detect_gpus()
+    cfg = _session.cluster_head_config(host, port, cpus, gpus, res, object_store_memory,
+                                       state_dir, insecure, lvl)
+    record = []
+
+    def on_ready(broker) -> None:
+        address = broker.tcp_address
+        text = _join_text(address, cfg.get("key_file"), insecure)
+        click.echo(text, nl=False)
+        record.append(_registry.register(_registry.HEADS, {
+            "address": address, "ipc": cfg["address"], "state_dir": state_dir,
+            "key_file": cfg.get("key_file"), "insecure": insecure}))
+        with open(os.path.join(state_dir, "head.pid"), "w") as f:
+            f.write(str(os.getpid()))
+        with open(ready + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(ready + ".tmp", ready)
+
+    try:
+        run_head(cfg, on_ready)
+    finally:
+        for path in record:
+            _registry.unregister(path)
+        for name in ("head.pid", "head.ready"):
+            try:
+                os.unlink(os.path.join(state_dir, name))
+            except OSError:
+                pass
+
+
+def _join_text(address: str, key_file: str | None, insecure: bool) -> str:
+    lines = [f"zactor head listening on {address}", ""]
+    if insecure:
+        lines += ["WARNING: --insecure: connections are neither encrypted nor authenticated.",
+                  "Anyone who can reach this port can run code on every node.", ""]
+        env = "ZACTOR_CLUSTER_KEY=insecure "
+    else:
+        lines += [f"The cluster key is in {key_file} (mode 0600). Hand it to each machine",
+                  "privately, as that file or as the environment variable:",
+                  f"  export ZACTOR_CLUSTER_KEY=\"$(grep -v '^#' {key_file})\"", ""]
+        env = ""
+    lines += ["To add a worker node (on any machine):",
+              f"  {env}zactor worker --address {address}",
+              "To connect a driver:",
+              f"  zactor.init(address=\"{address}\")   # or ZACTOR_ADDRESS={address}",
+              "On this machine, zactor.init(address=\"auto\") needs no key.", ""]
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--address", required=True, help="The head's address, tcp://HOST:PORT.")
+@click.option("--num-cpus", type=int, default=None)
+@click.option("--num-gpus", type=int, default=None)
+@click.option("--resources", default=None, help='Custom resources, JSON.')
+@click.option("--object-store-memory", type=int, default=None)
+@click.option("--node-ip-address", default=None,
+              help="This node's address as other nodes see it (default: the one that "
+                   "reaches the head).")
+@click.option("--port", type=int, default=0, show_default=True,
+              help="This node's one TCP port, for object transfers (0: any free port).")
+@click.option("--daemon", is_flag=True, help="Run in the background.")
+@click.option("--log-level", default="warning", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def worker(address, num_cpus, num_gpus, resources, object_store_memory, node_ip_address, port,
+           daemon, log_level) -> None:
+    """Start a node agent for this machine and join the cluster at ADDRESS."""
+    from zactor import _registry, _session
+    from zactor.node.daemon import run_node
+
+    res = _resources(resources)
+    address, creds = _registry.resolve(address)
+    if not address.startswith("tcp://"):
+        raise click.BadParameter("a worker joins a head by its tcp://HOST:PORT address",
+                                 param_hint="--address")
+    if creds is None:
+        raise click.ClickException(
+            "no cluster key: set ZACTOR_CLUSTER_KEY (or ZACTOR_CLUSTER_KEY_FILE) to the key "
+            "the head printed (ZACTOR_CLUSTER_KEY=insecure for a head started --insecure)")
+    if daemon:
+        folder = os.path.join(_session.socket_root(), "node-logs")
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        tag = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        ready = os.path.join(folder, f"{tag}.ready")
+        argv = [a for a in sys.argv[1:] if a != "--daemon"]
+        env_ready = {"ZACTOR_NODE_READY_FILE": ready}
+        os.environ.update(env_ready)
+        pid = _daemonize(argv, os.path.join(folder, f"{tag}.log"), ready)
+        click.echo(f"The node agent runs in the background (pid {pid}); stop it with: "
+                   "zactor stop")
+        return
+    lvl = _logging(log_level)
+    ip = node_ip_address or _session.local_ip_towards(address)
+    cpus = num_cpus if num_cpus is not None else (os.cpu_count() or 1)
+    gpus = num_gpus if num_gpus is not None else _session.detect_gpus()
+    cfg = _session.node_config(address, ip, port, cpus, gpus, res, object_store_memory, lvl)
+    path = _registry.register(_registry.NODES, {"address": address, "ip": ip,
+                                                "node_id": cfg["node_id"]})
+    ready = os.environ.pop("ZACTOR_NODE_READY_FILE", None)
+    if ready:
+        with open(ready, "w") as f:
+            f.write(str(os.getpid()))
+    try:
+        code = run_node(cfg, creds)
+    finally:
+        _registry.unregister(path)
+    sys.exit(code)
+
+
+@click.command()
+@click.option("--address", default=None, help="The head's address (default: "
+              "ZACTOR_ADDRESS, else this user's newest cluster on this machine).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def status(address, as_json) -> None:
+    """Nodes, actors, pending work and refused connections of a running cluster."""
+    from zactor import _registry
+    from zactor._client import CoreClient
+
+    try:
+        target, creds = _registry.resolve(address)
+        client = CoreClient(target, "observer", connect_timeout=10.0, creds=creds)
+    except (ConnectionError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        report = client.request("cluster_status")
+    finally:
+        client.close(goodbye=(False,))
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+        return
+    click.echo(render_status(report))
+
+
+def render_status(report: dict) -> str:
+    """The status report as tables."""
+    from zactor._tables import human_bytes, table
+
+    out = [f"Cluster at {report['address']}"]
+    if report["insecure"]:
+        out.append("WARNING: INSECURE cluster (--insecure): no encryption, no "
+                   "authentication.")
+    else:
+        out.append(f"Encrypted and authenticated (CURVE). Refused connections: "
+                   f"{report['refused_connections']}; refused for their version: "
+                   f"{report['refused_versions']}; dropped messages: "
+                   f"{report['dropped_messages']}.")
+    rows = []
+    for n in report["nodes"]:
+        total, avail = n["total"], n["available"]
+        cpu = f"{total.get('CPU', 0) - avail.get('CPU', 0):g}/{total.get('CPU', 0):g}"
+        gpu = f"{total.get('GPU', 0) - avail.get('GPU', 0):g}/{total.get('GPU', 0):g}"
+        mem = f"{human_bytes(n['store_used'])}/{human_bytes(n['store_capacity'])}"
+        rows.append([n["node_id"][:12], n["ip"], "head" if n["is_head"] else "worker",
+                     "alive" if n["alive"] else "DEAD", cpu, gpu, mem, n["workers"]])
+    out += ["", "Nodes", table(["NODE", "IP", "ROLE", "STATE", "CPU", "GPU", "OBJECT STORE",
+                                "WORKERS"], rows, right={4, 5, 6, 7})]
+    states = report["actors_by_state"]
+    out += ["", "Actors", table(["STATE", "COUNT"], [[k, v] for k, v in sorted(states.items())]
+                                or [["-", 0]], right={1})]
+    out += ["", f"Tasks: {report['tasks_queued']} queued for resources, "
+                f"{report['tasks_waiting_for_args']} waiting for their arguments"]
+    demand = [[shape, n, ""] for shape, n in report["demand"].items()]
+    demand += [[shape, n, "no node can ever run it"]
+               for shape, n in report["infeasible"].items()]
+    if demand:
+        out += ["", "Unmet resource demand",
+                table(["RESOURCES", "TASKS", "NOTE"], demand, right={1})]
+    return "\n".join(out)
+
+
+@click.command()
+@click.option("--force", is_flag=True, help="SIGKILL at once instead of stopping cleanly.")
+def stop(force) -> None:
+    """Stop every zactor head and node agent this user started on this machine."""
+    from zactor import _registry
+
+    stopped = _registry.stop_all(force=force)
+    for what in stopped:
+        click.echo(f"stopped {what}")
+    if not stopped:
+        click.echo("nothing to stop: no zactor head or node agent of this user runs here")

@@ -1,0 +1,41 @@
+"""Where tasks and actors run, beyond their resources (Ray's ``ray.util.scheduling_strategies``).
+
+Besides these classes, ``scheduling_strategy`` takes ``"DEFAULT"`` (pack onto as few nodes as
+fit, preferring the node that holds most of the task's large arguments) and ``"SPREAD"`` (over
+as many nodes as have room).
+
+Example::
+
+    from zactor.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node_id = zactor.get_runtime_context().get_node_id()
+    f.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote()
+"""
+
+from __future__ import annotations
+
+__all__ = ["NodeAffinitySchedulingStrategy"]
+
+
+class NodeAffinitySchedulingStrategy:
+    """Run on the node ``node_id`` (hex, as ``zactor.nodes()`` and the runtime context give
+    it). ``soft=True``: elsewhere if that node is dead or unknown; ``soft=False``: never
+    elsewhere — the task fails with ``TaskUnschedulableError`` (an actor with
+    ``ActorUnschedulableError``) if that node is dead or unknown, rather than wait for ever."""
+
+    def __init__(self, node_id: str, soft: bool, _spill_on_unavailable: bool = False,
+                 _fail_on_unavailable: bool = False) -> None:
+        if not isinstance(node_id, str):
+            raise TypeError(f"node_id must be a hex string, got {node_id!r}")
+        try:
+            bytes.fromhex(node_id)
+        except ValueError:
+            raise ValueError(f"node_id must be a hex string, got {node_id!r}") from None
+        self.node_id = node_id
+        self.soft = bool(soft)
+        self._spill_on_unavailable = _spill_on_unavailable
+        self._fail_on_unavailable = _fail_on_unavailable
+
+    def __repr__(self) -> str:
+        return f"NodeAffinitySchedulingStrategy(node_id={self.node_id!r}, soft={self.soft})"
+
