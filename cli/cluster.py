@@ -195,8 +195,9 @@ def worker(address, num_cpus, num_gpus, resources, object_store_memory, node_ip_
     cpus = num_cpus if num_cpus is not None else (os.cpu_count() or 1)
     gpus = num_gpus if num_gpus is not None else _session.detect_gpus()
     cfg = _session.node_config(address, ip, port, cpus, gpus, res, object_store_memory, lvl)
-    path = _registry.register(_registry.NODES, {"address": address, "ip": ip,
-                                                "node_id": cfg["node_id"]})
+    path = _registry.register(_registry.NODES, {
+        "address": address, "ip": ip, "node_id": cfg["node_id"],
+        "session_dir": cfg["session_dir"], "shm_dir": cfg["shm_dir"]})
     ready = os.environ.pop("ZACTOR_NODE_READY_FILE", None)
     if ready:
         with open(ready, "w") as f:

@@ -124,6 +124,7 @@ class Cluster:
         record = self._wait_for(lambda: self._record(_registry.NODES, proc), proc,
                                 "the node agent to start")
         node = ClusterNode(proc, record["node_id"], False, node_args)
+        node.dirs = [record.get("session_dir"), record.get("shm_dir")]
         self.worker_nodes.add(node)
         if wait:
             self._wait_alive(node.node_id, 30.0)
@@ -144,6 +145,9 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 _process.kill(-proc.pid, signal.SIGKILL)
                 proc.wait(10)
+        for path in getattr(node, "dirs", ()):
+            if path:  # what a killed node could not remove itself
+                _process.remove_tree(path)
         if node is self.head_node:
             self.head_node = None
             self._close_observer()

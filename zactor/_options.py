@@ -142,7 +142,8 @@ def strategy_spec(strategy: Any) -> object:
     from zactor.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     if isinstance(strategy, NodeAffinitySchedulingStrategy):
-        return ["node", bytes.fromhex(strategy.node_id), strategy.soft]
+        return ["node", bytes.fromhex(strategy.node_id), strategy.soft,
+                bool(strategy._spill_on_unavailable)]
     raise NotImplementedError(
         f"scheduling_strategy={strategy!r} is not supported (DEFAULT, SPREAD, "
         "NodeAffinitySchedulingStrategy)")

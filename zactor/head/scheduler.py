@@ -189,9 +189,12 @@ class Scheduler:
                 order = nodes
                 if task.strategy is not None or task.prefer is not None:
                     order = self._order(task, nodes)
-                    if order is None:  # can never run: failed by the callback
+                    if isinstance(order, str):  # can never run: it fails, saying why
                         q.popleft()
                         self.queued -= 1
+                        task.state = "unschedulable"
+                        if self.unschedulable is not None:
+                            self.unschedulable(task, order)
                         continue
                 for node in order:
                     if not node.fits(req):
@@ -284,8 +287,8 @@ class Scheduler:
                 excess -= 1
 
 
-    def _order(self, task, nodes: list[Node]) -> list[Node] | None:
-        """The nodes to try for ``task``, best first; None if it can never be placed."""
+    def _order(self, task, nodes: list[Node]) -> list[Node] | str:
+        """The nodes to try for ``task``, best first; why not, if it can never be placed."""
         strategy = task.strategy
         if strategy is None:  # prefer the node holding most of its large arguments
             prefer = task.prefer
@@ -298,17 +301,19 @@ class Scheduler:
             start = self._spread % len(nodes)
             self._spread += 1
             return nodes[start:] + nodes[:start]
-        _, node_id, soft = strategy
+        # Ray's rules: the node, waiting while it is busy; elsewhere only if it is dead,
+        # unknown or too small for the task (soft), or busy (_spill_on_unavailable).
+        _, node_id, soft, spill = strategy
         node = self.nodes.get(node_id)
-        if node is not None and node.alive:
-            return [node] + [n for n in nodes if n is not node] if soft else [node]
+        if node is not None and node.alive and all(
+                node.total.get(k, 0.0) + EPS >= v for k, v in task.place.items()):
+            return [node] + [n for n in nodes if n is not node] if spill else [node]
         if soft:
             return nodes
-        why = (f"the node {node_id.hex()} it must run on (NodeAffinitySchedulingStrategy, "
-               f"soft=False) is {'dead' if node is not None else 'not in this cluster'}")
-        if self.unschedulable is not None:
-            self.unschedulable(task, why)
-        return None
+        state = "not in this cluster" if node is None else "dead" if not node.alive else \
+            "too small for it"
+        return (f"the node {node_id.hex()} it must run on (NodeAffinitySchedulingStrategy, "
+                f"soft=False) is {state}")
 
 
 def _how_many_fit(available: dict, req: dict) -> int:

@@ -19,9 +19,10 @@ __all__ = ["NodeAffinitySchedulingStrategy"]
 
 class NodeAffinitySchedulingStrategy:
     """Run on the node ``node_id`` (hex, as ``zactor.nodes()`` and the runtime context give
-    it). ``soft=True``: elsewhere if that node is dead or unknown; ``soft=False``: never
-    elsewhere — the task fails with ``TaskUnschedulableError`` (an actor with
-    ``ActorUnschedulableError``) if that node is dead or unknown, rather than wait for ever."""
+    it), waiting while it is busy. ``soft=True``: elsewhere if that node is dead, unknown or
+    lacks the resources altogether; ``soft=False``: never elsewhere — the task fails with
+    ``TaskUnschedulableError`` (an actor with ``ActorUnschedulableError``) rather than wait
+    for ever. ``_spill_on_unavailable=True``: elsewhere also while it is busy (Ray's rules)."""
 
     def __init__(self, node_id: str, soft: bool, _spill_on_unavailable: bool = False,
                  _fail_on_unavailable: bool = False) -> None:
