@@ -317,7 +317,7 @@ class Broker:
             info = next((f for f in fields if isinstance(f, dict)), {})
         except Exception:  # noqa: BLE001 - only to name its version, if it can be read
             pass
-        info.setdefault("protocol", header[0])
+        info["protocol"] = header[0]  # the header says which protocol it speaks
         self._refuse(frames[0], incompatibility(info) or "protocol version mismatch")
 
     def _refuse(self, identity: bytes, why: str) -> None:
