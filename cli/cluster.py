@@ -114,6 +114,8 @@ def head(host, port, num_cpus, num_gpus, resources, object_store_memory, state_d
             "key_file": cfg.get("key_file"), "insecure": insecure}))
         with open(os.path.join(state_dir, "head.pid"), "w") as f:
             f.write(str(os.getpid()))
+        with open(os.path.join(state_dir, "port"), "w") as f:
+            f.write(address.rsplit(":", 1)[1])
         with open(ready + ".tmp", "w") as f:
             f.write(text)
         os.replace(ready + ".tmp", ready)

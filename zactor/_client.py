@@ -33,7 +33,15 @@ from zactor._direct import Routes
 from zactor._object_store import StoreClient
 from zactor._version import peer_versions
 from zactor.comm.security import Credentials
-from zactor.comm.transport import dealer, has_message, recv_parts, send_parts, wait_readable
+from zactor.comm.transport import (
+    POLLIN,
+    dealer,
+    has_message,
+    recv_parts,
+    send_parts,
+    wait_readable,
+    zmq_poll,
+)
 from zactor.exceptions import (
     GetTimeoutError,
     HandshakeRefusedError,
@@ -51,6 +59,10 @@ _NO_REPLY = 0  # the request id of a tell(): its reply is dropped
 
 class HeadUnreachableError(NodeDiedError):
     """The head did not answer, or its process is gone: the cluster this process used is."""
+
+
+class HeadRestartedError(HeadUnreachableError):
+    """The head restarted while this request waited for its answer: ask again."""
 
 
 class CoreClient:
@@ -102,7 +114,20 @@ class CoreClient:
         self._alive_check = alive_check
         self.failure: str | None = None  # why the connection is unusable, once it is
         self._last_flush = time.monotonic()
+        # A cluster head may be restarted: its clients notice the reconnection (a socket
+        # monitor) and introduce themselves again (see _resume).
+        self.monitor: zmq.Socket | None = None
+        self.resume_info: Callable[[], dict] | None = None
+        self._resuming = False
+        self._next_hello = 0.0
+        self._disconnected = False
+        self._pending_reqs: set[int] = set()
+        self._hello = (kind, info or {}, node_id)
         self.welcome = self._handshake(kind, info or {}, node_id, alive_check, connect_timeout)
+        if self.welcome.get("restartable"):
+            self.monitor = self.inp.get_monitor_socket(
+                zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+            self._poll_items = [(self.inp, POLLIN), (self.monitor, POLLIN)]
         self.store = StoreClient(*self.welcome.get("store") or (None, 0))
         self.arg_cache = ArgCache()
         # Without an I/O thread (workers), the constructing thread reads the inbound socket
@@ -217,6 +242,7 @@ class CoreClient:
     def send_request(self, what: str, args: Any = None) -> int:
         """Ask the head something; collect the answer later with :meth:`wait_reply`."""
         req_id = next(self._req_ids)
+        self._pending_reqs.add(req_id)
         self.send(encode(Msg.REQUEST, req_id, what, args))
         return req_id
 
@@ -242,6 +268,7 @@ class CoreClient:
                     self._check_usable()
                 self._cond.wait(remaining if remaining is None else min(remaining, 1.0))
             ok, value = self._replies.pop(req_id)
+        self._pending_reqs.discard(req_id)
         if not ok:
             raise _reply_error(value)
         return value
@@ -373,8 +400,17 @@ class CoreClient:
     def pump(self, timeout_ms: int) -> None:
         """Read and handle what the head sent, waiting up to ``timeout_ms`` for the first
         message; flush batched reference releases when they are due."""
-        if wait_readable(self.inp, timeout_ms):
-            self.drain()
+        if self.monitor is None:
+            if wait_readable(self.inp, timeout_ms):
+                self.drain()
+        else:
+            for sock, _ in zmq_poll(self._poll_items, timeout_ms):
+                if sock is self.monitor:
+                    self._on_monitor()
+                else:
+                    self.drain()
+            if self._resuming and time.monotonic() >= self._next_hello:
+                self._send_resume_hello()
         self.flush_if_due()
 
     def drain(self) -> None:
@@ -439,6 +475,57 @@ class CoreClient:
             except Exception:  # noqa: BLE001 - the I/O thread must survive a bad message
                 log.exception("zactor I/O thread: error handling a message")
 
+    # -- a restarted head --------------------------------------------------------------------
+
+    def _on_monitor(self) -> None:
+        from zmq.utils.monitor import recv_monitor_message
+
+        while self.monitor.poll(0):
+            event = recv_monitor_message(self.monitor)["event"]
+            if event == zmq.EVENT_DISCONNECTED:
+                self._disconnected = True
+            elif event == zmq.EVENT_CONNECTED and self._disconnected:
+                self._disconnected = False
+                self._resuming = True
+                self._send_resume_hello()
+
+    def _send_resume_hello(self) -> None:
+        """Introduce this process again; repeated until a WELCOME answers (a restarted head
+        may not know this process's node yet)."""
+        kind, info, node_id = self._hello
+        resume = {"actor_holds": list(_tracker.actor_counts)}
+        if self.resume_info is not None:
+            resume.update(self.resume_info())
+        hello = {**info, **peer_versions(), "resume": resume}
+        self.inp.send(encode(Msg.HELLO, kind, os.getpid(), node_id, hello))
+        self._next_hello = time.monotonic() + 0.5
+
+    def _resumed(self, welcome: dict) -> None:
+        """The head answered this process's new HELLO. If it is a new head, what the old
+        one owed is gone: waits for objects end in errors, pending requests raise
+        HeadRestartedError, functions are shipped again."""
+        self._resuming = False
+        if welcome.get("session") == self.welcome.get("session"):
+            return  # the same head: the connection dropped and came back, nothing lost
+        log.warning("the head restarted; this %s reconnected to it", self.kind)
+        old, self.welcome = self.welcome, welcome
+        self.shipped.clear()
+        self.routes.reset()
+        with self._lock:
+            missing = (set(self._waiters) | self._expected | self._subscribed |
+                       set(self._callbacks)) - set(self._objects)
+            self._expected.clear()
+            self._subscribed.update(missing)
+        if missing:
+            self.send(encode(Msg.SUBSCRIBE, list(missing)))
+        with self._cond:
+            for req_id in list(self._pending_reqs):
+                self._replies[req_id] = (False, ["HeadRestarted", (
+                    "the head restarted while this request waited for its answer")])
+            self._cond.notify_all()
+        if welcome.get("store") != old.get("store"):
+            self.store = StoreClient(*welcome.get("store") or (None, 0))
+
     def _dispatch(self, frames: list[bytes]) -> None:
         try:
             mtype, fields = decode(frames[0])
@@ -495,6 +582,8 @@ class CoreClient:
         elif mtype == Msg.NOTICE:
             level, text = fields
             log.log(level, "%s", text)
+        elif mtype == Msg.WELCOME:
+            self._resumed(fields[0])
         elif self.on_task is not None:
             self.on_task(mtype, fields, frames)
 
@@ -541,6 +630,9 @@ class CoreClient:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2)
         with self._send_lock:
+            if self.monitor is not None:
+                self.inp.disable_monitor()
+                self.monitor.close(linger=0)
             # Give the GOODBYE (and last reference releases) a moment to leave.
             self.out.close(linger=1000 if goodbye is not None else 0)
             self.ctx.destroy(linger=0)
@@ -571,4 +663,6 @@ def _reply_error(value: Any) -> Exception:
             return ActorNameTakenError(message)
         if kind == "TypeError":
             return TypeError(message)
+        if kind == "HeadRestarted":
+            return HeadRestartedError(message)
     return ZactorError(str(value))

@@ -61,13 +61,18 @@ class Cluster:
 
     def __init__(self, initialize_head: bool = False, connect: bool = False,
                  head_node_args: dict | None = None, shutdown_at_exit: bool = True,
-                 env: dict | None = None) -> None:
+                 env: dict | None = None, insecure: bool = False) -> None:
+        """``env``: extra environment of the cluster's processes (``ZACTOR_*`` tunables);
+        ``insecure``: no encryption (zactor head --insecure), to measure what it costs."""
         self.head_node: ClusterNode | None = None
         self.worker_nodes: set[ClusterNode] = set()
         self._state_dir = tempfile.mkdtemp(prefix="zactor-cluster-")
         self._env = {**os.environ, **(env or {})}
         self._env.pop("ZACTOR_CLUSTER_KEY", None)
         self._env["ZACTOR_CLUSTER_KEY_FILE"] = os.path.join(self._state_dir, "cluster.key")
+        self.insecure = insecure
+        if insecure:
+            self._env["ZACTOR_CLUSTER_KEY"] = "insecure"
         self._address: str | None = None
         self._ipc: str | None = None
         self._observer = None
@@ -111,12 +116,14 @@ class Cluster:
         env = {**self._env, **(node_args.get("env_vars") or {})}
         if self.head_node is None:
             ready = os.path.join(self._state_dir, "head.ready")
-            proc = self._spawn(["head", "--port", "0", "--state-dir", self._state_dir, *argv],
-                               env, "head.log")
+            extra = ["--insecure"] if self.insecure else []
+            proc = self._spawn(["head", "--port", "0", "--state-dir", self._state_dir, *argv,
+                                *extra], env, "head.log")
             self._wait_for(lambda: os.path.exists(ready), proc, "the head to start")
             record = self._record(_registry.HEADS, proc)
             self._address, self._ipc = record["address"], record["ipc"]
             node = ClusterNode(proc, self._node_ids()[0], True, node_args)
+            node.argv = ["head", "--port", "0", "--state-dir", self._state_dir, *argv, *extra]
             self.head_node = node
             return node
         proc = self._spawn(["worker", "--address", self._address, *argv], env,
@@ -153,6 +160,33 @@ class Cluster:
             self._close_observer()
         else:
             self.worker_nodes.discard(node)
+
+    def kill_head(self) -> None:
+        """SIGKILL the head, and with it the head node's workers (the node agents of the
+        other nodes live on, waiting for a head)."""
+        node = self.head_node
+        if node is None:
+            raise RuntimeError("the cluster has no head")
+        self._close_observer()
+        _process.kill(-node.process.pid, signal.SIGKILL)
+        node.process.wait(30)
+
+    def restart_head(self) -> ClusterNode:
+        """Start the head again with the same state directory (same port, same key, its
+        control state): after :meth:`kill_head`, or a head that died by itself."""
+        node = self.head_node
+        if node is None:
+            raise RuntimeError("the cluster never had a head")
+        if node.process.poll() is None:
+            self.kill_head()
+        ready = os.path.join(self._state_dir, "head.ready")
+        if os.path.exists(ready):
+            os.unlink(ready)
+        proc = self._spawn(node.argv, self._env, "head.log")
+        self._wait_for(lambda: os.path.exists(ready), proc, "the head to start again")
+        node.process = proc
+        node.node_id = node.unique_id = self._node_ids()[0]
+        return node
 
     def list_all_nodes(self) -> list[ClusterNode]:
         return ([self.head_node] if self.head_node else []) + sorted(
@@ -234,7 +268,9 @@ class Cluster:
             self._observer = None
 
     def _node_ids(self) -> list[str]:
-        return [n["NodeID"] for n in self._ask("nodes")]
+        """Node ids, the head's first."""
+        nodes = sorted(self._ask("nodes"), key=lambda n: not n.get("IsHead"))
+        return [n["NodeID"] for n in nodes]
 
     def _wait_alive(self, node_id: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout

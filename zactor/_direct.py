@@ -68,6 +68,20 @@ class Routes:
             del self.active[actor_id]
         send_parts(out, (encode(Msg.SUBMIT, spec), *frames))
 
+    def reset(self) -> None:
+        """Forget every route (the head restarted: it granted none of them). Results still
+        owed on them are asked of the head (they are gone, and it says so)."""
+        client = self.client
+        with client._send_lock:
+            self.active.clear()
+            self.sent.clear()
+            for sock in self.sockets.values():
+                sock.close(linger=0)
+            self.sockets.clear()
+        for address in list(self.peers):
+            self._forget_peer(address)
+        self.waiting.clear()
+
     def drop(self, actor_id: bytes) -> None:
         """Stop calling ``actor_id`` directly (this process is about to kill it)."""
         with self.client._send_lock:

@@ -220,15 +220,24 @@ def cluster_head_config(host: str, port: int, num_cpus: int, num_gpus: int,
     session, session_dir, shm_dir = _new_session_dirs()
     with open(os.path.join(session_dir, "spill_dir")) as f:
         spill_dir = f.read()
+    # A restarted head takes the same port and the same local socket, so that what was
+    # connected to the old one reconnects by itself.
+    port_file = os.path.join(state_dir, "port")
+    if port == 0 and os.path.exists(port_file):
+        with open(port_file) as f:
+            port = int(f.read().strip() or 0)
+    ipc = os.path.join(state_dir, "head.sock")
+    if len(ipc) > 100:  # a Unix socket path must fit in 108 bytes
+        ipc = os.path.join(session_dir, "head.sock")
     return {
-        "session": session, "address": f"ipc://{session_dir}/head.sock",
+        "session": session, "session_dir": session_dir, "address": f"ipc://{ipc}",
         "tcp": f"tcp://{host}:{port}", "key_file": key_file, "insecure": insecure,
         "state_dir": state_dir, "shm_dir": shm_dir, "spill_dir": spill_dir,
         "num_cpus": num_cpus, "num_gpus": num_gpus, "resources": resources or {},
         "object_store_memory": object_store_memory, "sys_path": [], "cwd": os.getcwd(),
         "local_node": True, "node_id": os.urandom(14).hex(), "log_level": log_level,
         "ip": host if host not in ("0.0.0.0", "*", "") else "127.0.0.1",
-        "is_head": True, "own_session_dir": True,
+        "is_head": True,
     }
 
 

@@ -55,6 +55,8 @@ EXIT_GRACE_S: float = _env_float("EXIT_GRACE_S", 2.0)
 SHUTDOWN_TIMEOUT_S: float = _env_float("SHUTDOWN_TIMEOUT_S", 10.0)
 #: Milliseconds between ZeroMQ reconnect attempts (the head may still be starting).
 RECONNECT_IVL_MS: int = _env_int("RECONNECT_IVL_MS", 10)
+#: ... doubling up to this many while the head stays away (a restarting head).
+RECONNECT_IVL_MAX_MS: int = _env_int("RECONNECT_IVL_MAX_MS", 1000)
 
 #: Reference-count releases are batched: sent when this many are pending ...
 REF_BATCH: int = _env_int("REF_BATCH", 256)
@@ -98,3 +100,6 @@ TRANSFER_CHUNK: int = _env_int("TRANSFER_CHUNK", 4 * 1024 * 1024)
 TRANSFER_WINDOW: int = _env_int("TRANSFER_WINDOW", 8)
 #: The head's TCP port when ``zactor head`` is not given one (Ray's is 6379).
 DEFAULT_PORT: int = _env_int("PORT", 6380)
+#: Seconds a restarted head waits for the workers of the actors it restored to call in, and
+#: for their owners to come back, before it restarts (or ends) the missing ones.
+HEAD_RECOVERY_S: float = _env_float("HEAD_RECOVERY_S", 10.0)

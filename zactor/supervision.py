@@ -38,6 +38,7 @@ from typing import Any
 
 from zactor import _api, _state
 from zactor._actor import ActorClass, ActorHandle
+from zactor._client import HeadRestartedError
 from zactor._remote import remote
 
 log = logging.getLogger(__name__)
@@ -188,6 +189,8 @@ class _SupervisorCore:
         while not self.stopping and not child.removed:
             try:
                 _, state, how = self.core.request("watch_actor", child.actor_id, timeout=None)
+            except HeadRestartedError:
+                continue  # the new head took over the child: watch it there
             except Exception:  # noqa: BLE001 - the connection is closing: we are going away
                 return
             if self.stopping:

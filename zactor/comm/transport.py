@@ -41,6 +41,7 @@ def dealer(ctx: zmq.Context, identity: bytes, address: str, linger: int = 0,
     sock.setsockopt(zmq.SNDHWM, 0)
     sock.setsockopt(zmq.RCVHWM, 0)
     sock.setsockopt(zmq.RECONNECT_IVL, config.RECONNECT_IVL_MS)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, config.RECONNECT_IVL_MAX_MS)  # back-off
     sock.connect(address)
     return sock
 

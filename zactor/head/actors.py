@@ -31,6 +31,145 @@ class ActorManager:
         self.head = head
         self.actors: dict[bytes, ActorRecord] = {}
         self.names: dict[tuple[str, str], bytes] = {}
+        self.logged_fns: set[bytes] = set()  # classes already in the control log
+        self.recovering: set[bytes] = set()  # restored actors whose worker has not called in
+
+    # -- the control log (zactor.head.control_log) -------------------------------------------
+
+    def _log(self, *record) -> None:
+        control = self.head.control
+        if control is not None:
+            control.append(*record)
+
+    def _log_creation(self, actor: ActorRecord) -> None:
+        spec = actor.create.spec
+        fn_hash = spec[S.FN_HASH]
+        if fn_hash not in self.logged_fns:
+            blob = self.head.tasks.functions.get(fn_hash)
+            if blob is not None:
+                self.logged_fns.add(fn_hash)
+                self._log("fn", fn_hash, blob)
+        self._log("actor", actor.actor_id, spec, actor.create.frames[0], actor.owner_key,
+                  actor.owner)
+
+    def snapshot(self) -> list[list]:
+        """What the log must hold for the actors alive now (its compacted form)."""
+        out: list[list] = []
+        functions = self.head.tasks.functions
+        fns = set()
+        for actor in self.actors.values():
+            if actor.state == "dead":
+                continue
+            spec = actor.create.spec
+            fn_hash = spec[S.FN_HASH]
+            if fn_hash not in fns and fn_hash in functions:
+                fns.add(fn_hash)
+                out.append(["fn", fn_hash, functions[fn_hash]])
+            out.append(["actor", actor.actor_id, spec, actor.create.frames[0],
+                        actor.owner_key, actor.owner])
+            if actor.worker is not None:
+                out.append(["alive", actor.actor_id, actor.worker.node.node_id])
+        self.logged_fns = fns
+        return out
+
+    def restore(self, records: list[list], old_head_node: bytes | None) -> list[ActorRecord]:
+        """Rebuild the actor table from a previous head's log. Actors wait ("recovering")
+        for their workers to call in; those that lived on the old head's own node died with
+        it and are returned, to be restarted (or ended) by the caller."""
+        fns: dict[bytes, bytes] = {}
+        created: dict[bytes, list] = {}
+        where: dict[bytes, bytes] = {}
+        for record in records:
+            kind = record[0]
+            if kind == "fn":
+                fns[record[1]] = record[2]
+            elif kind == "actor":
+                created[record[1]] = record[2:]
+            elif kind == "alive":
+                where[record[1]] = record[2]
+            elif kind == "dead":
+                created.pop(record[1], None)
+        functions = self.head.tasks.functions
+        lost = []
+        for actor_id, (spec, args_blob, owner_key, owner) in created.items():
+            if spec[S.FN_HASH] in fns:
+                functions[spec[S.FN_HASH]] = fns[spec[S.FN_HASH]]
+            options = spec[S.OPTIONS]
+            task = TaskRecord(spec, [args_blob], owner_key or b"", [],
+                              options.get("place") or {}, spec[S.RESOURCES])
+            task.state = "done"
+            actor = ActorRecord(actor_id, task, options)
+            actor.args_pinned = False  # argument objects did not survive the restart
+            actor.owner, actor.owner_key = owner, owner_key
+            actor.state = "recovering"
+            self.actors[actor_id] = actor
+            if actor.name is not None:
+                self.names[(actor.namespace, actor.name)] = actor_id
+            if where.get(actor_id) == old_head_node and old_head_node is not None:
+                lost.append(actor)
+            else:
+                self.recovering.add(actor_id)
+        if created:
+            log.info("restored %d actor(s) from the control log", len(created))
+        return lost
+
+    def adopt(self, worker: Worker, actor_id: bytes, address: str | None) -> bool:
+        """A worker that called in after a head restart hosts ``actor_id``: it is alive
+        again, its held calls go to it. False if this head does not keep that actor."""
+        actor = self.actors.get(actor_id)
+        if actor is None or actor.state != "recovering":
+            return False
+        self.recovering.discard(actor_id)
+        node = worker.node
+        create = actor.create
+        create.node, create.worker = node, worker
+        create.assigned = node.acquire(create.hold)
+        create.acquired = True
+        actor.worker = worker
+        worker.actor = actor
+        node.busy_actors += 1
+        actor.address = address if address and node is self.head.head_node else None
+        actor.state = "alive"
+        self._log("alive", actor_id, node.node_id)
+        while actor.pending:
+            self.send_call(actor, actor.pending.popleft())
+        return True
+
+    def resumed_client(self, client: Client, resume: dict) -> None:
+        """A client of the previous head's called in: the handles it holds count again, and
+        the actors it created are its own again."""
+        for actor_id in resume.get("actor_holds") or ():
+            if actor_id in self.actors:
+                self.hold(client, actor_id)
+        for actor in self.actors.values():
+            if actor.owner_key == client.key and actor.state != "dead" and not actor.detached:
+                client.owned_actors.add(actor.actor_id)
+
+    def lost_with_old_head(self, actors: list[ActorRecord]) -> None:
+        for actor in actors:
+            self._after_worker_gone(actor, [], "died with the previous head")
+
+    def recovery_over(self) -> None:
+        """The grace period after a restart has passed: actors whose worker never called
+        in are restarted (or end), actors whose owner never came back die with it, and
+        actors nobody holds any more end."""
+        for actor_id in list(self.recovering):
+            actor = self.actors.get(actor_id)
+            if actor is not None and actor.state == "recovering":
+                self._after_worker_gone(actor, [], "did not reconnect after the head "
+                                        "restarted")
+        self.recovering.clear()
+        clients = self.head.clients
+        for actor in list(self.actors.values()):
+            if actor.state == "dead" or actor.detached:
+                continue
+            if actor.owner_key is not None and actor.owner_key not in clients:
+                self.died(actor, dumps_plain(ActorDiedError(
+                    f"The actor {actor.class_name} died because its owner died: "
+                    f"{actor.owner} did not come back after the head restarted.",
+                    actor.actor_id.hex())), kill=True)
+            elif actor.refs <= 0:
+                self.terminate(actor, "no handle to it came back after the head restarted")
 
     # -- names -------------------------------------------------------------------------------
 
@@ -140,6 +279,8 @@ class ActorManager:
         if not actor.detached:
             client.owned_actors.add(actor.actor_id)
             actor.owner = f"the {describe(client)} that created it"
+            actor.owner_key = client.key
+        self._log_creation(actor)
         self.hold(client, actor.actor_id)
         if tasks.pin_args(task):
             tasks.wait_for_deps(task)
@@ -177,6 +318,7 @@ class ActorManager:
             self.died(actor, blob, kill=True)
         elif actor.state in ("pending", "restarting"):
             actor.state = "alive"
+            self._log("alive", actor_id, worker.node.node_id)
 
     def _release_args(self, actor: ActorRecord) -> None:
         if actor.args_pinned:
@@ -447,6 +589,9 @@ class ActorManager:
             self.head.tasks.finish(actor.create)
 
     def _mark_dead(self, actor: ActorRecord, blob) -> None:
+        if actor.state != "dead":
+            self._log("dead", actor.actor_id)
+        self.recovering.discard(actor.actor_id)
         actor.state = "dead"
         actor.death_blob = blob
         self._release_args(actor)

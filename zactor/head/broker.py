@@ -37,6 +37,7 @@ from zactor.comm.transport import (
 )
 from zactor.exceptions import ObjectLostError
 from zactor.head.actors import ActorManager
+from zactor.head.control_log import ControlLog
 from zactor.head.nodes import RemoteAgent
 from zactor.head.objects import ObjectDirectory
 from zactor.head.records import Client, Worker
@@ -91,9 +92,17 @@ class Broker:
         self.transfers = Transfers(self)
         self.transfer_server: TransferServer | None = None
         self.puller: Puller | None = None
+        # A cluster head keeps its control state in its state directory (restartable).
+        self.control: ControlLog | None = None
+        if cfg.get("state_dir"):
+            self.control = ControlLog(cfg["state_dir"])
+        self.restored_at = 0.0  # when this head took over a previous head's state
+        self.recovery_until = 0.0
+        self.held_messages: dict[bytes, list] = {}  # see _hold_until_hello
         self.clients: dict[bytes, Client] = {}
         self.drivers: dict[bytes, Client] = {}
-        self.workers_by_pid: dict[int, Worker] = {}
+        # Pids repeat across machines: workers are known by (node id, pid).
+        self.workers_by_pid: dict[tuple[bytes, int], Worker] = {}
         self.objects = ObjectDirectory(self.free_copy, self._release_actor)
         self.scheduler = Scheduler(self._dispatch, self._spawn, self.notify_drivers,
                                    lambda task, why: self.tasks.unschedulable(task, why))
@@ -142,7 +151,25 @@ class Broker:
                 self.transfer_server = TransferServer(store.arena_path, store.capacity)
                 self.puller = Puller(self.ctx, self.creds, store, self._pulled_here)
                 self.puller.on_socket = self._watch_puller
+        if self.control is not None:
+            self._restore()
 
+    def _restore(self) -> None:
+        """Take over the state a previous head of this state directory left (if any)."""
+        records = self.control.records
+        old_head = None
+        for record in records:
+            if record[0] == "head_node":
+                old_head = record[1]
+        lost = self.actors.restore(records, old_head) if records else []
+        if records:
+            self.restored_at = time.monotonic()
+            self.recovery_until = self.restored_at + config.HEAD_RECOVERY_S
+        snapshot = self.actors.snapshot()
+        if self.head_node is not None:
+            snapshot.append(["head_node", self.head_node.node_id])
+        self.control.compact(snapshot)
+        self.actors.lost_with_old_head(lost)
     # -- plumbing ----------------------------------------------------------------------------
 
     def send(self, identity: bytes, header: bytes, frames: tuple | list = ()) -> None:
@@ -224,8 +251,20 @@ class Broker:
             if self.remote_agents and now - last_check > 0.1:
                 last_check = now
                 self._check_nodes(now)
+            if self.recovery_until and now > self.recovery_until:
+                self.recovery_until = 0.0
+                if self.held_messages:
+                    log.warning("dropped the messages of %d client(s) of the previous head "
+                                "that never introduced themselves", len(self.held_messages))
+                    self.held_messages.clear()
+                self.actors.recovery_over()
             if now - last_reap > 1.0:
                 last_reap = now
+                if self.control is not None and self.control.due():
+                    snapshot = self.actors.snapshot()
+                    if self.head_node is not None:
+                        snapshot.append(["head_node", self.head_node.node_id])
+                    self.control.compact(snapshot)
                 self.scheduler.reap_idle(now, self.retire_worker, self._keep_worker)
                 for node in self.scheduler.nodes.values():
                     node.agent.store.housekeeping(now)
@@ -271,6 +310,9 @@ class Broker:
                 client = self.clients.get(identity[:-1])
                 handler = self.handlers.get(mtype)
                 if client is None or handler is None:
+                    if handler is not None and self.recovery_until and \
+                            self._hold_until_hello(identity[:-1], frames):
+                        return
                     self._from_other_peer(identity, mtype, fields, frames)
                     return
                 handler(client, fields, frames[2:])
@@ -281,6 +323,9 @@ class Broker:
     def _from_other_peer(self, identity: bytes, mtype: Msg, fields: list, frames: list) -> None:
         """A message not from a known client: a node agent's, a pull from another node, or
         one to drop."""
+        if mtype == Msg.NODE_HELLO:
+            self.on_node_hello(identity, fields)
+            return
         agent = self.remote_agents.get(identity)
         if agent is not None:
             handler = self.node_handlers.get(mtype)
@@ -288,9 +333,6 @@ class Broker:
                 agent.heard()
                 handler(agent, fields)
                 return
-        elif mtype == Msg.NODE_HELLO:
-            self.on_node_hello(identity, fields)
-            return
         elif identity[:1] == b"n" and mtype in self.node_handlers:
             # An agent this head does not know: declared dead, or this head is new (it was
             # restarted) and the agent should introduce itself again.
@@ -301,6 +343,19 @@ class Broker:
             self.transfer_server.on_fetch(self.tcp, identity, fields)
             return
         self.drop(f"{mtype.name} from an unknown peer or of a head-bound type")
+
+    def _hold_until_hello(self, key: bytes, frames: list) -> bool:
+        """After a restart, a client's messages may come before its new HELLO (they travel
+        on its other socket): keep them, up to a bound, to handle right after it."""
+        held = self.held_messages.get(key)
+        if held is None:
+            if len(self.held_messages) >= 10_000:
+                return False
+            held = self.held_messages[key] = []
+        if len(held) >= 10_000:
+            return False
+        held.append(frames)
+        return True
 
     def _refuse_other_version(self, frames: list) -> None:
         """A HELLO of another protocol version: tell the peer why, naming both versions (a
@@ -338,9 +393,15 @@ class Broker:
             self._refuse(identity, why)
             return
         key = identity[:-1]
+        resume = info.get("resume")
+        if resume is not None and key in self.clients:
+            self._welcome(self.clients[key])  # reconnected to this same head: nothing lost
+            return
         node = None
         if kind == "worker":
             node = self.scheduler.nodes.get(node_id)
+            if node is None and resume is not None:
+                return  # its node agent has not rejoined this (restarted) head yet: it retries
             if node is None or not node.alive:
                 # A late worker of a node declared dead: it must not run anything.
                 self.send(identity, encode(Msg.EXIT))
@@ -353,9 +414,15 @@ class Broker:
             client.worker = worker
             node.workers[pid] = worker
             node.starting = max(0, node.starting - 1)
-            self.workers_by_pid[pid] = worker
-            self.worker_idle(worker)
+            self.workers_by_pid[(node.node_id, pid)] = worker
+            if resume is not None:
+                self._resume_worker(worker, resume)
+            else:
+                self.worker_idle(worker)
             self._welcome(client)
+            if resume is not None:
+                self.actors.resumed_client(client, resume)
+                self._replay_held(key)
         elif kind == "observer":  # zactor memory, zactor status: asks, submits nothing
             client.node = self._node_of_host(client)
             if not client.remote:
@@ -370,6 +437,25 @@ class Broker:
                 if p not in self.sys_path:
                     self.sys_path.append(p)
             self._welcome(client)
+            if resume is not None:
+                self.actors.resumed_client(client, resume)
+                self._replay_held(key)
+
+    def _replay_held(self, key: bytes) -> None:
+        for frames in self.held_messages.pop(key, ()):
+            self.handle(frames)
+
+    def _resume_worker(self, worker: Worker, resume: dict) -> None:
+        """A worker of the previous head's cluster: it hosts an actor (adopted), runs a task
+        this head never heard of (idle once it ends), or waits for work."""
+        actor_id = resume.get("actor_id")
+        if actor_id:
+            if not self.actors.adopt(worker, actor_id, resume.get("address")):
+                self.retire_worker(worker)  # an actor this head does not keep: it goes
+        elif resume.get("busy"):
+            worker.resumed_busy = True
+        else:
+            self.worker_idle(worker)
 
     def _node_of_host(self, client: Client) -> Node | None:
         """The node whose store a driver can map: the head's own for a local driver, the node
@@ -416,6 +502,8 @@ class Broker:
             "head_node_id": self.head_node.node_id if self.head_node else b"",
             "node_id": node.node_id if node is not None else None,
             "resources": self.scheduler.totals(),
+            # A cluster head can be restarted: its clients reconnect (zactor._client).
+            "restartable": bool(self.control is not None),
         }
         if client.worker is not None:
             welcome["sys_path"] = self.sys_path
@@ -459,7 +547,7 @@ class Broker:
             worker.node.idle.append(worker)
 
     def worker_exited(self, node: Node, pid: int, exitcode, sig, how: str | None = None) -> None:
-        worker = self.workers_by_pid.pop(pid, None)
+        worker = self.workers_by_pid.pop((node.node_id, pid), None)
         if worker is None:
             node.starting = max(0, node.starting - 1)
             self.scheduler.top_up(node)
@@ -707,9 +795,15 @@ class Broker:
         if entry is None:
             if self.tasks.streams.wait_item(client, oid):
                 return  # a generator's item: sent when it is yielded
+            if self.restored_at:
+                why = ("the head of this cluster was restarted, and objects (task results "
+                       "included) are not part of the state a head keeps; it may also have "
+                       "been released")
+            else:
+                why = ("all references to it were released, or it was never created in "
+                       "this cluster")
             self.send_error_object(client, oid, ObjectLostError(
-                f"Object {oid.hex()} does not exist any more (all references to it were "
-                "released, or it was never created in this cluster)"))
+                f"Object {oid.hex()} does not exist any more: {why}"))
         elif entry.status is not None:
             self.send_object(client, oid, entry)
         elif entry.subscribers is None:
@@ -815,8 +909,9 @@ class Broker:
         shm_dir = self.cfg.get("shm_dir")
         if shm_dir:
             remove_tree(shm_dir)
-        if (self.cfg.get("driver_pid") or self.cfg.get("own_session_dir")) and \
-                self.address.startswith("ipc://"):
+        if self.cfg.get("session_dir"):
+            remove_tree(self.cfg["session_dir"])
+        elif self.cfg.get("driver_pid") and self.address.startswith("ipc://"):
             # The driver may be gone (SIGTERM skips its own cleanup): its session directory
             # goes with the head. When the driver is alive it removes it again, harmlessly.
             remove_tree(os.path.dirname(self.address[len("ipc://"):]))
@@ -827,4 +922,6 @@ class Broker:
             self.tcp.close(linger=500)  # the SHUTDOWNs above
         if self.auth is not None:
             self.auth.stop()
+        if self.control is not None:
+            self.control.close()
         self.ctx.term()

@@ -36,7 +36,7 @@ class Client:
 
 class Worker:
     __slots__ = ("client", "node", "pid", "task", "actor", "known_fns", "blocked", "idle_since",
-                 "calls", "exiting")
+                 "calls", "exiting", "resumed_busy")
 
     def __init__(self, client: Client, node, pid: int) -> None:
         self.client = client
@@ -49,6 +49,7 @@ class Worker:
         self.blocked = False
         self.idle_since = 0.0
         self.exiting = False
+        self.resumed_busy = False  # ran a task of the previous head's when it reconnected
 
 
 class TaskRecord:
@@ -99,7 +100,7 @@ class ActorRecord:
     __slots__ = ("actor_id", "create", "name", "namespace", "detached", "worker", "state",
                  "pending", "refs", "death_blob", "options", "class_name", "args_pinned",
                  "max_restarts", "max_task_retries", "restarts", "checkpoint", "supervisor",
-                 "exit_watchers", "restart_at", "address", "callers", "owner")
+                 "exit_watchers", "restart_at", "address", "callers", "owner", "owner_key")
 
     def __init__(self, actor_id: bytes, create: TaskRecord, options: dict) -> None:
         self.actor_id = actor_id
@@ -127,6 +128,7 @@ class ActorRecord:
         self.address: str | None = None  # the live incarnation's socket for direct calls
         self.callers: dict[bytes, CallerState] = {}  # client key -> its calls to this actor
         self.owner: str = ""  # who created it, in words, for the error when its owner dies
+        self.owner_key: bytes | None = None  # that client (non-detached actors only)
 
 
 class CallerState:

@@ -215,7 +215,7 @@ class Requests:
                 "lineage": len(head.tasks.lineage)}
 
     def worker_pids(self, client: Client, args: Any, req_id: int) -> Any:
-        return sorted(self.head.workers_by_pid)
+        return sorted(pid for _node, pid in self.head.workers_by_pid)
 
     def objects_exist(self, client: Client, args: Any, req_id: int) -> Any:
         entries = self.head.objects.entries

@@ -222,6 +222,9 @@ class TaskManager:
                 self.head.worker_idle(worker)
             else:
                 task = None
+                if worker.resumed_busy:  # the previous head's task ended: it is free now
+                    worker.resumed_busy = False
+                    self.head.worker_idle(worker)
         if task is None or task.state == "done":
             self._discard_results(results, worker.node)
             return

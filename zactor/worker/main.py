@@ -116,6 +116,7 @@ class WorkerRuntime(ResultSender):
         if welcome.get("cwd") and os.path.isdir(welcome["cwd"]):
             os.chdir(welcome["cwd"])
         self.core.on_blocked = self._on_blocked
+        self.core.resume_info = self._resume_info
         self.core.on_interrupt = self._interrupt_now
         signal.signal(signal.SIGINT, self._on_sigint)
         sys.stdout = ForwardedStream("stdout", self._prefix, self._send_log)
@@ -126,6 +127,14 @@ class WorkerRuntime(ResultSender):
     def placement(self) -> tuple | None:
         """(resources, GPU ids, namespace) of the code running in the calling thread."""
         return self.context.placement or self.actor_placement
+
+    def _resume_info(self) -> dict:
+        """What a restarted head needs to hear from this worker (zactor._client)."""
+        address = None
+        if self.direct is not None:
+            address = self.direct.getsockopt_string(zmq.LAST_ENDPOINT)
+        return {"actor_id": self.actor_id, "address": address,
+                "busy": self.current is not None}
 
     def _prefix(self) -> str:
         name = self.actor_name or self.context.name or "worker"
