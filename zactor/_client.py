@@ -122,6 +122,7 @@ class CoreClient:
         self._next_hello = 0.0
         self._disconnected = False
         self._pending_reqs: set[int] = set()
+        self._orphaned_reqs: set[int] = set()
         self._hello = (kind, info or {}, node_id)
         self.welcome = self._handshake(kind, info or {}, node_id, alive_check, connect_timeout)
         if self.welcome.get("restartable"):
@@ -484,6 +485,14 @@ class CoreClient:
             event = recv_monitor_message(self.monitor)["event"]
             if event == zmq.EVENT_DISCONNECTED:
                 self._disconnected = True
+                # Requests sent from now on wait in the socket for the next head; those
+                # already sent may have died with this one.
+                while True:
+                    try:  # other threads add to it: copy until no add came in between
+                        self._orphaned_reqs.update(tuple(self._pending_reqs))
+                        break
+                    except RuntimeError:
+                        continue
             elif event == zmq.EVENT_CONNECTED and self._disconnected:
                 self._disconnected = False
                 self._resuming = True
@@ -506,6 +515,7 @@ class CoreClient:
         HeadRestartedError, functions are shipped again."""
         self._resuming = False
         if welcome.get("session") == self.welcome.get("session"):
+            self._orphaned_reqs.clear()
             return  # the same head: the connection dropped and came back, nothing lost
         log.warning("the head restarted; this %s reconnected to it", self.kind)
         old, self.welcome = self.welcome, welcome
@@ -519,9 +529,10 @@ class CoreClient:
         if missing:
             self.send(encode(Msg.SUBSCRIBE, list(missing)))
         with self._cond:
-            for req_id in list(self._pending_reqs):
+            for req_id in list(self._orphaned_reqs & self._pending_reqs):
                 self._replies[req_id] = (False, ["HeadRestarted", (
                     "the head restarted while this request waited for its answer")])
+            self._orphaned_reqs.clear()
             self._cond.notify_all()
         if welcome.get("store") != old.get("store"):
             self.store = StoreClient(*welcome.get("store") or (None, 0))

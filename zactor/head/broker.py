@@ -508,6 +508,8 @@ class Broker:
         if client.worker is not None:
             welcome["sys_path"] = self.sys_path
             welcome["cwd"] = self.cfg.get("cwd")
+            # Where actors of the head's node bind their sockets for direct calls.
+            welcome["sock_dir"] = self.cfg.get("session_dir")
         self.send(client.inbox, encode(Msg.WELCOME, welcome))
 
     def drop_client(self, client: Client) -> None:

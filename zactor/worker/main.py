@@ -472,14 +472,19 @@ class WorkerRuntime(ResultSender):
     def _bind_direct(self) -> None:
         if not self.head_address.startswith("ipc://"):
             return
-        folder = os.path.dirname(self.head_address[len("ipc://"):])
+        folder = self.core.welcome.get("sock_dir") or \
+            os.path.dirname(self.head_address[len("ipc://"):])
         sock = self.core.ctx.socket(zmq.ROUTER)
         for opt, val in ((zmq.SNDHWM, 0), (zmq.RCVHWM, 0), (zmq.LINGER, 0),
                          (zmq.ROUTER_MANDATORY, 1)):
             sock.setsockopt(opt, val)
         # A fresh name per incarnation: a caller still connected to a dead incarnation's
         # address must never reach the next one.
-        sock.bind(f"ipc://{folder}/actor-{os.urandom(8).hex()}.sock")
+        path = f"{folder}/actor-{os.urandom(8).hex()}.sock"
+        if len(path.encode()) > 107:  # sockaddr_un's limit: calls go through the head
+            sock.close(linger=0)
+            return
+        sock.bind(f"ipc://{path}")
         self.direct = sock
         self.watched = [(self.core.inp, POLLIN), (sock, POLLIN)]
 

@@ -1,0 +1,77 @@
+"""The README's "Run a cluster" section, command for command: ``zactor head --daemon``, two
+``zactor worker --address ... --daemon``, the example driver; then ``zactor status`` and
+``zactor stop``. Isolated from any other cluster of this user by its own HOME, port and
+socket root (where the pid files live)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+
+import psutil
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ZACTOR = os.path.join(os.path.dirname(sys.executable), "zactor")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def env(tmp_path):
+    sock_root = tempfile.mkdtemp(prefix="zs-", dir="/tmp")  # short: Unix socket paths live here
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ZACTOR_CLUSTER_KEY", "ZACTOR_CLUSTER_KEY_FILE", "ZACTOR_ADDRESS")}
+    env.update(HOME=str(tmp_path / "home"), ZACTOR_PORT=str(free_port()),
+               ZACTOR_SOCKET_ROOT=sock_root)
+    os.makedirs(env["HOME"])
+    yield env
+    subprocess.run([ZACTOR, "stop"], env=env, capture_output=True, timeout=60)
+    shutil.rmtree(sock_root, ignore_errors=True)
+
+
+def zactor(env, *args, timeout=120) -> str:
+    out = subprocess.run([ZACTOR, *args], env=env, capture_output=True, text=True,
+                         timeout=timeout, cwd=REPO)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def test_the_readme_cluster_in_four_commands(env):
+    port = env["ZACTOR_PORT"]
+    address = f"tcp://127.0.0.1:{port}"
+    text = zactor(env, "head", "--daemon")
+    assert f"listening on {address}" in text
+    key = os.path.join(env["HOME"], ".zactor", f"head-{port}", "cluster.key")
+    assert key in text and os.stat(key).st_mode & 0o777 == 0o600
+    assert f"zactor worker --address {address}" in text
+    for _ in range(2):
+        assert "runs in the background" in zactor(env, "worker", "--address", address,
+                                                  "--daemon")
+    out = subprocess.run([sys.executable, "examples/cluster_demo.py", address], env=env,
+                         capture_output=True, text=True, timeout=180, cwd=REPO)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "3 nodes" in out.stdout and out.stdout.rstrip().endswith("OK")
+    assert out.stdout.count("tasks on ") == 3  # SPREAD used every node
+
+    status = zactor(env, "status")
+    assert status.count("alive") == 3 and "Encrypted and authenticated" in status
+
+    records = os.path.join(env["ZACTOR_SOCKET_ROOT"], f"zactor-{os.getuid()}")
+    pids = [int(name.split(".")[0]) for kind in ("heads", "nodes")
+            for name in os.listdir(os.path.join(records, kind)) if name.endswith(".json")]
+    assert len(pids) == 3
+    stopped = zactor(env, "stop")
+    assert stopped.count("stopped ") == 3
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or \
+            psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert "nothing to stop" in zactor(env, "stop")
