@@ -111,7 +111,8 @@ def head(host, port, num_cpus, num_gpus, resources, object_store_memory, state_d
         click.echo(text, nl=False)
         record.append(_registry.register(_registry.HEADS, {
             "address": address, "ipc": cfg["address"], "state_dir": state_dir,
-            "key_file": cfg.get("key_file"), "insecure": insecure}))
+            "key_file": cfg.get("key_file"), "insecure": insecure,
+            "session_dir": cfg["session_dir"], "shm_dir": cfg["shm_dir"]}))
         with open(os.path.join(state_dir, "head.pid"), "w") as f:
             f.write(str(os.getpid()))
         with open(os.path.join(state_dir, "port"), "w") as f:
@@ -181,8 +182,7 @@ def worker(address, num_cpus, num_gpus, resources, object_store_memory, node_ip_
             "no cluster key: set ZACTOR_CLUSTER_KEY (or ZACTOR_CLUSTER_KEY_FILE) to the key "
             "the head printed (ZACTOR_CLUSTER_KEY=insecure for a head started --insecure)")
     if daemon:
-        folder = os.path.join(_session.socket_root(), "node-logs")
-        os.makedirs(folder, mode=0o700, exist_ok=True)
+        folder = _registry.log_dir()
         tag = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         ready = os.path.join(folder, f"{tag}.ready")
         argv = [a for a in sys.argv[1:] if a != "--daemon"]

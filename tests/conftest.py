@@ -44,8 +44,8 @@ def _shm_entries() -> set[str]:
 def _session_dirs() -> set[str]:
     """Session directories (sockets, spilled objects) under /tmp/zactor-<uid>/, as
     ``zactor-<session>`` names so that they compare with the shm entries."""
-    try:
-        return {"zactor-" + name for name in os.listdir(SESSION_ROOT)}
+    try:  # "registry" holds the records of zactor head/worker (zactor._registry)
+        return {"zactor-" + name for name in os.listdir(SESSION_ROOT) if name != "registry"}
     except FileNotFoundError:
         return set()
 

@@ -65,7 +65,7 @@ def test_the_readme_cluster_in_four_commands(env):
     status = zactor(env, "status")
     assert status.count("alive") == 3 and "Encrypted and authenticated" in status
 
-    records = os.path.join(env["ZACTOR_SOCKET_ROOT"], f"zactor-{os.getuid()}")
+    records = os.path.join(env["ZACTOR_SOCKET_ROOT"], f"zactor-{os.getuid()}", "registry")
     pids = [int(name.split(".")[0]) for kind in ("heads", "nodes")
             for name in os.listdir(os.path.join(records, kind)) if name.endswith(".json")]
     assert len(pids) == 3

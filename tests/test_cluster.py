@@ -10,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+import psutil
 import pytest
 
 import zactor
@@ -219,3 +220,39 @@ def test_zactor_status_shows_the_nodes_as_tables(cluster):
     assert "NODE" in text and "STATE" in text and "OBJECT STORE" in text
     for node in (cluster.head_node, cluster.left, cluster.right):
         assert node.node_id[:12] in text
+
+
+def test_a_stopped_node_is_declared_dead_and_rejoins_clean_when_it_resumes(cluster):
+    import signal
+
+    frozen = cluster.add_node(num_cpus=1, resources={"frozen": 1})
+    assert zactor.get(node_of.options(resources={"frozen": 1}).remote()) == frozen.node_id
+    os.kill(frozen.process.pid, signal.SIGSTOP)  # the agent only: its workers keep running
+    try:
+        wait_until(lambda: not next(n["Alive"] for n in zactor.nodes()
+                                    if n["NodeID"] == frozen.node_id),
+                   NODE_TIMEOUT_S + 10, "the stopped node to be declared dead")
+        waiting = node_of.options(resources={"frozen": 1}).remote()
+    finally:
+        os.kill(frozen.process.pid, signal.SIGCONT)
+    # Told it was declared dead, it starts again clean, as a new node, and the work runs.
+    new = zactor.get(waiting, timeout=60)
+    assert new != frozen.node_id
+    assert any(n["NodeID"] == new and n["Alive"] for n in zactor.nodes())
+    cluster.remove_node(frozen)
+
+
+def test_nodes_outlive_their_head_only_for_a_while():
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1},
+                env={"ZACTOR_HEAD_TIMEOUT_S": "2"})
+    try:
+        node = c.add_node(num_cpus=1)
+        agent = psutil.Process(node.process.pid)
+        workers = wait_until(lambda: agent.children(recursive=True), 30, "its workers")
+        c.kill_head()
+        node.process.wait(30)  # the agent gives up on its head, and stops its workers
+        gone = psutil.wait_procs(workers, timeout=10)[1]
+        assert not gone, f"workers outlived their node: {gone}"
+        c.worker_nodes.discard(node)
+    finally:
+        c.shutdown()

@@ -123,6 +123,7 @@ class Cluster:
             record = self._record(_registry.HEADS, proc)
             self._address, self._ipc = record["address"], record["ipc"]
             node = ClusterNode(proc, self._node_ids()[0], True, node_args)
+            node.dirs = [record.get("session_dir"), record.get("shm_dir")]
             node.argv = ["head", "--port", "0", "--state-dir", self._state_dir, *argv, *extra]
             self.head_node = node
             return node
@@ -170,6 +171,9 @@ class Cluster:
         self._close_observer()
         _process.kill(-node.process.pid, signal.SIGKILL)
         node.process.wait(30)
+        for path in node.dirs:  # what the killed head could not remove itself
+            if path:
+                _process.remove_tree(path)
 
     def restart_head(self) -> ClusterNode:
         """Start the head again with the same state directory (same port, same key, its
@@ -184,6 +188,9 @@ class Cluster:
             os.unlink(ready)
         proc = self._spawn(node.argv, self._env, "head.log")
         self._wait_for(lambda: os.path.exists(ready), proc, "the head to start again")
+        record = self._wait_for(lambda: self._record(_registry.HEADS, proc), proc,
+                                "the head's record")
+        node.dirs = [record.get("session_dir"), record.get("shm_dir")]
         node.process = proc
         node.node_id = node.unique_id = self._node_ids()[0]
         return node

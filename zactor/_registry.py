@@ -1,7 +1,8 @@
 """What this user started on this machine: cluster heads and node agents, by their records.
 
 Each ``zactor head`` and ``zactor worker`` writes ``<pid>.json`` under
-``/tmp/zactor-<uid>/heads/`` or ``.../nodes/`` (mode 0700, this user's): its pid and process
+``/tmp/zactor-<uid>/registry/heads/`` or ``.../nodes/`` (mode 0700, this user's): its pid and
+process
 start time, its address, its state directory. ``address="auto"`` picks the newest live head;
 ``zactor stop`` stops exactly the processes these records name — a pid whose start time
 differs is another process that reused the number, and is left alone. Nothing is ever found
@@ -21,14 +22,21 @@ from zactor import config
 from zactor._session import find_local_head, socket_root
 from zactor.comm import security
 
+REGISTRY = "registry"  # beside the session directories, and never taken for one
 HEADS = "heads"
 NODES = "nodes"
+LOGS = "logs"
 
 
 def _dir(kind: str) -> str:
-    path = os.path.join(socket_root(), kind)
+    path = os.path.join(socket_root(), REGISTRY, kind)
     os.makedirs(path, mode=0o700, exist_ok=True)
     return path
+
+
+def log_dir() -> str:
+    """Where ``zactor worker --daemon`` writes its output."""
+    return _dir(LOGS)
 
 
 def register(kind: str, record: dict) -> str:
