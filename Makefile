@@ -46,6 +46,7 @@ $(RAY_VENV)/.installed-stamp:
 
 bench: bytecode $(RAY_VENV)/.installed-stamp
 	$(PY) benchmarks/microbench.py --compare --ray-python $(RAY_VENV)/bin/python
+	$(PY) benchmarks/cluster_bench.py --ray-python $(RAY_VENV)/bin/python
 
 bench-zactor: bytecode
 	$(PY) benchmarks/microbench.py

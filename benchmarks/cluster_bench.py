@@ -122,10 +122,21 @@ def _log(msg: str) -> None:
 
 
 def _produce(nbytes: int, seed: int):
+    """A fresh object of random bytes (nothing on the way can compress them): the worker
+    makes its random array once and stamps each copy it returns with the seed, so that making
+    one costs the same everywhere (the copy into the store) and its time is not noise."""
     import numpy as np
 
-    # Random bytes: nothing on the way can compress them or find them already there.
-    return np.random.default_rng(seed).integers(0, 256, nbytes, dtype=np.uint8)
+    cache = sys.modules.get("_cluster_bench_cache")
+    if cache is None:
+        cache = sys.modules["_cluster_bench_cache"] = type(sys)("_cluster_bench_cache")
+    base = getattr(cache, "base", None)
+    if base is None or base.nbytes != nbytes:
+        cache.base = None
+        base = cache.base = np.random.default_rng(12345).integers(0, 256, nbytes,
+                                                                  dtype=np.uint8)
+    base[:8] = np.frombuffer(int(seed).to_bytes(8, "little"), dtype=np.uint8)
+    return base
 
 
 def _consume(arr) -> tuple[int, int]:
@@ -203,6 +214,10 @@ def _cpu_by_thread(roots: dict[str, int]) -> dict[str, float]:
     threads ZMQbg/IO/n)."""
     table = _proc_table()
     out: dict[str, float] = {}
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/stat") as f:
+            j = [int(x) for x in f.readline().split()[1:9]]
+        out["machine/busy"] = (sum(j) - j[3] - j[4]) / _CLK_TCK  # all but idle and iowait
     for label, root in roots.items():
         for pid in [root, *_descendants(root, table)]:
             pname = table.get(pid, (0, "?", ""))[1]
@@ -234,6 +249,13 @@ def _cpu_delta(before: dict[str, float], after: dict[str, float], wall: float) -
 # --------------------------------------------------------------------------- job results
 
 
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 class JobResult:
     """What a job child measured, written to ``path`` after every step (atomically)."""
 
@@ -241,10 +263,12 @@ class JobResult:
         self.path = path
         self.data: dict[str, Any] = {"job": job, "column": column, "results": {},
                                      "errors": {}, "details": {}, "notes": [],
-                                     "backend_version": None}
+                                     "backend_version": None,
+                                     "loadavg_start": _loadavg(), "loadavg_end": None}
         self.save()
 
     def save(self) -> None:
+        self.data["loadavg_end"] = _loadavg()
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
             json.dump(self.data, f, indent=1, sort_keys=True, default=str)
@@ -287,31 +311,54 @@ class JobResult:
 # --------------------------------------------------------------------------- row bodies
 
 
-def _transfer(api, res: JobResult, cfg: Config, row: str, median_row: str | None,
-              ids: Callable[[], tuple[str, str]], heal: Callable[[], None] | None,
+def _transfer(api, res: JobResult, cfg: Config, ids: Callable[[], tuple[str, str, str | None]],
+              heal: Callable[[], None] | None,
               cpu_roots: Callable[[], dict[str, int]] | None) -> None:
     """Row 1: a task on node A makes a fresh array, a task on node B reads it; the time from
-    submitting the reader to its result, with the maker finished first."""
+    submitting the reader to its result, with the maker finished first (``wait``).
+
+    ``ids()`` gives node A, node B and, for zactor, the head node: zactor copies every large
+    object made on a node to the head node as soon as it is sealed, and its ``wait`` returns
+    once that copy is there (it ignores ``fetch_local``). Timing ``wait`` for a maker on A and
+    for one on the head node (where there is nothing to copy) gives that copy's duration by
+    difference: ``transfer_1gb_to_head_gb_per_s``, a pull in the head's own loop."""
     from_module = importlib.import_module(api.__name__ + ".util.scheduling_strategies")
     affinity = from_module.NodeAffinitySchedulingStrategy
     n = cfg.transfer_bytes
-    rows = [row] + ([median_row] if median_row else [])
+    row, median_row, head_row = ("transfer_1gb_gb_per_s", "transfer_1gb_median_gb_per_s",
+                                 "transfer_1gb_to_head_gb_per_s")
     timeout = cfg.transfer_rep_timeout_s
 
     def body():
         info: dict[str, Any] = {"bytes": n, "samples": [], "seconds": [], "failures": [],
-                                "warmups": cfg.transfer_warmups, "cpu_share": []}
+                                "warmups": cfg.transfer_warmups, "cpu_share": [],
+                                "wait_on_a_s": [], "wait_on_head_s": []}
 
-        def pair():
-            src, dst = ids()
-            produce = api.remote(_produce).options(
-                scheduling_strategy=affinity(src, soft=False), max_retries=0)
+        def tasks():
+            src, dst, head = ids()
+
+            def on(node):
+                return api.remote(_produce).options(
+                    scheduling_strategy=affinity(node, soft=False), max_retries=0)
+
             consume = api.remote(_consume).options(
                 scheduling_strategy=affinity(dst, soft=False), max_retries=0)
-            return produce, consume
+            return on(src), consume, (on(head) if head else None)
 
-        produce, consume = pair()
-        # Workers up on both nodes and the nodes connected, before anything is timed.
+        def made(produce, seed) -> tuple[Any, float]:
+            t0 = time.perf_counter()
+            ref = produce.remote(n, seed)
+            ready, _ = api.wait([ref], timeout=timeout, fetch_local=False)
+            if not ready:
+                raise TimeoutError(f"the producer took over {timeout} s")
+            return ref, time.perf_counter() - t0
+
+        produce, consume, produce_on_head = tasks()
+        # Workers up on every node, their random source arrays made, the nodes connected,
+        # before anything is timed.
+        for p in (produce, produce_on_head):
+            if p is not None:
+                api.get(p.remote(n, 0), timeout=timeout)
         small = api.get(consume.remote(produce.remote(1 << 20, 0)), timeout=timeout)
         assert small[1] == 1 << 20, small
         seed = 0
@@ -321,10 +368,11 @@ def _transfer(api, res: JobResult, cfg: Config, row: str, median_row: str | None
                 raise RuntimeError("3 repetitions failed: " + " | ".join(info["failures"]))
             seed += 1
             try:
-                ref = produce.remote(n, seed)
-                ready, _ = api.wait([ref], timeout=timeout, fetch_local=False)
-                if not ready:
-                    raise TimeoutError(f"the producer took over {timeout} s")
+                wait_head = None
+                if produce_on_head is not None:
+                    ref, wait_head = made(produce_on_head, seed)
+                    del ref
+                ref, wait_a = made(produce, seed)
                 roots = cpu_roots() if cpu_roots else None
                 cpu0 = _cpu_by_thread(roots) if roots else None
                 t0 = time.perf_counter()
@@ -345,21 +393,31 @@ def _transfer(api, res: JobResult, cfg: Config, row: str, median_row: str | None
                 if heal is None:
                     raise
                 heal()
-                produce, consume = pair()
+                produce, consume, produce_on_head = tasks()
                 continue
             good += 1
+            kind = "warm-up" if good <= cfg.transfer_warmups else "rep"
             if good > cfg.transfer_warmups:
                 info["samples"].append(n / dt / 1e9)
                 info["seconds"].append(dt)
-            kind = "warm-up" if good <= cfg.transfer_warmups else "rep"
-            _log(f"[{res.data['job']}] {row}: {kind} {dt:.3f} s = {n / dt / 1e9:.2f} GB/s")
+                info["wait_on_a_s"].append(wait_a)
+                if wait_head is not None:
+                    info["wait_on_head_s"].append(wait_head)
+            _log(f"[{res.data['job']}] {row}: {kind} {dt:.3f} s = {n / dt / 1e9:.2f} GB/s "
+                 f"(wait for the maker: on A {wait_a:.2f} s"
+                 + (f", on the head {wait_head:.2f} s)" if wait_head is not None else ")"))
             res.progress(row, info)
-        values = {row: max(info["samples"])}
-        if median_row:
-            values[median_row] = statistics.median(info["samples"])
+        values = {row: max(info["samples"]), median_row: statistics.median(info["samples"])}
+        if info["wait_on_head_s"]:
+            extra = statistics.median(info["wait_on_a_s"]) - statistics.median(
+                info["wait_on_head_s"])
+            info["copy_to_head_s"] = extra
+            if extra > 0:
+                values[head_row] = n / extra / 1e9
         return values, info
 
-    res.measure(rows, cfg.transfer_row_s(), body)
+    res.measure([row, median_row, head_row] if cpu_roots else [row, median_row],
+                cfg.transfer_row_s(), body)
 
 
 def _node_death(api, res: JobResult, cfg: Config, reps: int, rep_timeout_s: int,
@@ -504,6 +562,15 @@ def _throughput(api, res: JobResult, cfg: Config, link: str) -> None:
 # --------------------------------------------------------------------------- jobs (children)
 
 
+def _connect_without_observer(cluster) -> None:
+    """cluster.connect(), after closing the client that the Cluster opens in this process to
+    ask the head about its nodes: while that client is open, the driver's reference releases
+    do not free anything (zactor 0.1.0: every object stays until the end, and 1 GB objects
+    soon spill), which would distort the transfer rows."""
+    cluster._close_observer()
+    cluster.connect()
+
+
 def _zactor_cluster(insecure: bool, head_cpus: int, store: int | None):
     from zactor.testing import Cluster
 
@@ -583,7 +650,7 @@ def _zactor_transfer(cfg: Config, res: JobResult, insecure: bool) -> None:
 
         add("a")
         add("b")
-        cluster.connect()
+        _connect_without_observer(cluster)
         head = cluster.head_node
 
         def heal():
@@ -596,21 +663,22 @@ def _zactor_transfer(cfg: Config, res: JobResult, insecure: bool) -> None:
                              "during a transfer; it was replaced")
                     cluster.remove_node(nodes[label], allow_graceful=False)
                     add(label)
+                    cluster._close_observer()  # see _connect_without_observer
 
         def roots():
             return {"head": head.process.pid, "node_a": nodes["a"].process.pid,
                     "node_b": nodes["b"].process.pid}
 
-        _transfer(zactor, res, cfg, "transfer_1gb_gb_per_s", "transfer_1gb_median_gb_per_s",
-                  lambda: (nodes["a"].node_id, nodes["b"].node_id), heal, roots)
-        _transfer(zactor, res, cfg, "transfer_1gb_to_head_gb_per_s", None,
-                  lambda: (nodes["a"].node_id, head.node_id), heal, roots)
+        _transfer(zactor, res, cfg,
+                  lambda: (nodes["a"].node_id, nodes["b"].node_id, head.node_id), heal, roots)
         try:
-            from zactor.testing import store_stats
+            from zactor.testing import head_stats, store_stats
 
-            res.data["details"]["store_stats_after"] = store_stats()
+            time.sleep(0.5)  # reference releases are batched
+            res.data["details"]["after"] = {"store_stats": store_stats(),
+                                            "head_stats": head_stats()}
         except Exception as e:
-            res.data["details"]["store_stats_after"] = f"{type(e).__name__}: {e}"
+            res.data["details"]["after"] = f"{type(e).__name__}: {e}"
         res.save()
     finally:
         with _deadline(60):
@@ -641,8 +709,7 @@ def job_ray_transfer(cfg: Config, res: JobResult) -> None:
                              object_store_memory=cfg.store_bytes)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False)
-        _transfer(ray, res, cfg, "transfer_1gb_gb_per_s", "transfer_1gb_median_gb_per_s",
-                  lambda: (a.node_id, b.node_id), None, None)
+        _transfer(ray, res, cfg, lambda: (a.node_id, b.node_id, None), None, None)
     finally:
         with _deadline(120):
             ray.shutdown()
@@ -710,6 +777,7 @@ def _zactor_throughput(cfg: Config, res: JobResult, insecure: bool, link: str) -
     res.data["backend_version"] = zactor.__version__
     cluster = _zactor_cluster(insecure, 2, None)
     try:
+        cluster._close_observer()  # see _connect_without_observer
         if link == "ipc":
             cluster.connect()  # on the head node, over ipc
         else:
@@ -871,8 +939,25 @@ def _stop_descendants(grace_s: float) -> list[str]:
     return killed
 
 
+def _machine_busy_cores(seconds: float) -> float | None:
+    """Cores in use (all but idle and iowait) over ``seconds``, from /proc/stat."""
+    def sample():
+        with open("/proc/stat") as f:
+            j = [int(x) for x in f.readline().split()[1:9]]
+        return sum(j) - j[3] - j[4], time.monotonic()
+
+    try:
+        (b0, t0) = sample()
+        time.sleep(seconds)
+        (b1, t1) = sample()
+    except (OSError, ValueError):
+        return None
+    return round((b1 - b0) / _CLK_TCK / (t1 - t0), 2)
+
+
 def _run_job(job: Job, python: str, args: argparse.Namespace, cfg: Config,
              env: dict) -> dict[str, Any]:
+    busy_before = _machine_busy_cores(1.0)  # nothing of ours runs now: others' load
     fd, tmp = tempfile.mkstemp(prefix=f"cluster-bench-{job.name}-", suffix=".json")
     os.close(fd)
     cmd = [python, str(Path(__file__).resolve()), "--_job", job.name, "--_out", tmp]
@@ -881,7 +966,7 @@ def _run_job(job: Job, python: str, args: argparse.Namespace, cfg: Config,
     timeout = job.timeout_s(cfg)
     _log(f"$ {' '.join(cmd)}   (hard timeout {timeout} s)")
     t0 = time.perf_counter()
-    meta: dict[str, Any] = {"timeout_s": timeout}
+    meta: dict[str, Any] = {"timeout_s": timeout, "busy_before_cores": busy_before}
     proc = subprocess.Popen(cmd, stdout=sys.stderr, cwd=REPO_ROOT, env=env,
                             start_new_session=True)
     try:
@@ -922,6 +1007,8 @@ def _run_job(job: Job, python: str, args: argparse.Namespace, cfg: Config,
         for r in job.rows:
             if r not in data["results"]:
                 data["errors"].setdefault(r, why)
+    meta["loadavg_start"], meta["loadavg_end"] = data.get("loadavg_start"), data.get(
+        "loadavg_end")
     data["meta"] = meta
     _log(f"[{job.name}] done in {meta['wall_s']} s")
     return data
@@ -1086,10 +1173,13 @@ def _info_lines(run: dict[str, Any]) -> list[str]:
         return "-" if r is None else f"{r:.0%}"
 
     t = "transfer_1gb_gb_per_s"
-    lines.append(f"encryption: 1 GB transfer keeps {pct(q[t]['secure/insecure'])} of the "
-                 "insecure cluster's rate")
+    if q[t]["secure/insecure"] is not None:
+        lines.append(f"encryption: the 1 GB transfer (best) keeps {pct(q[t]['secure/insecure'])}"
+                     " of the insecure cluster's rate")
     for n in ("tasks_sync_per_s_tcp", "tasks_async_per_s_tcp", "actor_calls_sync_per_s_tcp",
               "actor_calls_async_per_s_tcp"):
+        if q[n]["secure/insecure"] is None and q[n].get("tcp/ipc") is None:
+            continue
         lines.append(f"encryption: {n} keeps {pct(q[n]['secure/insecure'])} of the insecure "
                      f"rate; the TCP driver (encrypted) runs at {pct(q[n].get('tcp/ipc'))} "
                      "of the ipc driver's rate")
@@ -1098,12 +1188,12 @@ def _info_lines(run: dict[str, Any]) -> list[str]:
     if r is not None:
         lines.append(f"node death: zactor declares a node dead {r:.1f}x sooner than Ray "
                      "(medians, both under their defaults)")
-    head = value(run, "zactor", "transfer_1gb_to_head_gb_per_s")
-    plain = value(run, "plain", t)
-    if head and plain and head > plain:
-        lines.append("transfer to the head node runs faster than the plain socket copy: the "
-                     "head node's worker read the object without a copy over the network "
-                     "(see the README)")
+    for c in ("zactor", "zactor_insecure"):
+        head, b = value(run, c, "transfer_1gb_to_head_gb_per_s"), value(run, c, t)
+        if head and b:
+            lines.append(f"{COLUMN_TITLES[c]}: the copy to the head node (pulled in the head's "
+                         f"own loop; by difference of two waits, medians) runs at "
+                         f"{head:.2f} GB/s against {b:.2f} GB/s node to node")
     return lines
 
 
@@ -1148,6 +1238,14 @@ def print_report(run: dict[str, Any]) -> None:
         print(f"- {label}: {v}")
     for line in _info_lines(run):
         print(f"- {line}")
+    busy = [m["busy_before_cores"] for m in run["jobs"].values()
+            if m.get("busy_before_cores") is not None]
+    if busy:
+        print(f"\nCPU in use by other programs just before each job (1 s samples): "
+              f"median {statistics.median(busy):.2f}, up to {max(busy):.2f} of "
+              f"{run['cpu_count']} cores"
+              + (" — the machine was shared; expect more noise than usual"
+                 if max(busy) > 0.25 else ""))
     print(f"\n(total {run['total_s']:.0f} s)")
 
 

@@ -164,3 +164,32 @@ def test_a_host_cut_off_is_declared_dead_and_rejoins_clean(hosts):
     assert new != old
     assert proc.poll() is None  # the agent restarted itself; its process carries on
     assert set(zactor.get(running, timeout=60)) == {new}
+
+
+def test_a_driver_on_a_host_without_a_node(hosts):
+    """Its puts and large arguments go to the cluster, and it reads large results, all over
+    the network: it has no store of its own to map."""
+    host = hosts["network"].add_host("bare")
+    script = textwrap.dedent(f"""
+        import numpy as np, zactor
+        zactor.init(address={hosts['address']!r})
+        @zactor.remote
+        def total(a):
+            return int(a.sum())
+        @zactor.remote
+        def make(n):
+            return np.ones(n, dtype=np.int64)
+        mine = np.arange(3_000_000, dtype=np.int64)
+        ref = zactor.put(mine)
+        print("put", int(zactor.get(ref).sum()) == int(mine.sum()))
+        print("args", zactor.get([total.options(resources={{f"host{{i}}": 1}}).remote(ref)
+                                  for i in range(2)]) == [int(mine.sum())] * 2)
+        print("big arg", zactor.get(total.remote(mine * 2)) == int(mine.sum()) * 2)
+        print("result", int(zactor.get(make.options(resources={{"host1": 1}}).remote(
+            4_000_000)).sum()))
+        zactor.shutdown()
+    """)
+    out = host.run([sys.executable, "-c", script], env=hosts["env"], timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "put True" in out.stdout and "args True" in out.stdout
+    assert "big arg True" in out.stdout and "result 4000000" in out.stdout

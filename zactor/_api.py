@@ -262,7 +262,8 @@ def store_as(c: CoreClient, oid: bytes, ser, status: int = 0) -> ObjectRef:
     ref = ObjectRef(oid)
     if ser.is_large:
         loc = c.store.write(c, oid, ser)
-        c.store_local(oid, status, loc, None)
+        if c.store.local_reads:  # else its get() fetches it back from the cluster
+            c.store_local(oid, status, loc, None)
         c.send(encode(Msg.PUT, oid, loc, ser.contained, ser.contained_actors, status))
     else:
         blob = ser.to_blob()

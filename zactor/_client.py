@@ -129,7 +129,7 @@ class CoreClient:
             self.monitor = self.inp.get_monitor_socket(
                 zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
             self._poll_items = [(self.inp, POLLIN), (self.monitor, POLLIN)]
-        self.store = StoreClient(*self.welcome.get("store") or (None, 0))
+        self.store = self._store_client(self.welcome)
         self.arg_cache = ArgCache()
         # Without an I/O thread (workers), the constructing thread reads the inbound socket
         # itself: in its main loop, and in any get/wait/request it makes (see pump()).
@@ -170,6 +170,12 @@ class CoreClient:
                             "silently)")
                 raise HeadUnreachableError(
                     f"no answer from the head within {timeout:.0f} s{hint}")
+
+    def _store_client(self, welcome: dict) -> StoreClient:
+        store = StoreClient(*welcome.get("store") or (None, 0))
+        if welcome.get("push"):  # no node on this machine: objects travel to and from one
+            store.network = (self.ctx, self.creds, welcome["push"], welcome.get("push_arena"))
+        return store
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -535,7 +541,7 @@ class CoreClient:
             self._orphaned_reqs.clear()
             self._cond.notify_all()
         if welcome.get("store") != old.get("store"):
-            self.store = StoreClient(*welcome.get("store") or (None, 0))
+            self.store = self._store_client(welcome)
 
     def _dispatch(self, frames: list[bytes]) -> None:
         try:

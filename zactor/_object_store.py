@@ -90,6 +90,18 @@ class StoreClient:
         self._spare_req: int | None = None
         self._spare: list | None = None  # ["arena", offset, seal, hot, length]
         self.spare_since = 0.0  # when the spare was asked for (0: there is none)
+        # A process on a machine without a node has no arena: it pushes its large objects
+        # into the head's node and pulls the ones it reads (zactor.node.transfer), over
+        # (ZeroMQ context, credentials, head's address, head's arena path).
+        self.network: tuple | None = None
+        self._net_lock = threading.Lock()
+        self._net_sockets: dict[str, Any] = {}
+
+    @property
+    def local_reads(self) -> bool:
+        """Whether this process maps what it writes (else it reads it back over the
+        network)."""
+        return self.arena_path is not None
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -98,6 +110,8 @@ class StoreClient:
         ObjectStoreFullError if neither the store nor the spill disk can take it."""
         size = ser.layout_size()
         core.flush_refs()  # frees first: the room they make is what this may reuse
+        if self.arena_path is None:
+            return self._push(core, oid, ser, size)
         length = region_length(size)
         answer = self._take_spare(core, length)
         if answer is None:
@@ -127,6 +141,39 @@ class StoreClient:
                     f"spill directory: {exc}") from exc
             return [path, size]
         raise ObjectStoreFullError(f"Cannot store object {oid.hex()}: {answer[1]}")
+
+    def _socket(self, address: str):
+        sock = self._net_sockets.get(address)
+        if sock is None:
+            from zactor.comm.transport import dealer
+
+            ctx, creds = self.network[0], self.network[1]
+            sock = dealer(ctx, b"u" + os.urandom(8), address, creds=creds)
+            self._net_sockets[address] = sock
+        return sock
+
+    def _push(self, core: CoreClient, oid: bytes, ser: Serialized, size: int) -> list:
+        if self.network is None:
+            raise ObjectStoreFullError(
+                f"Cannot store object {oid.hex()} ({size / 2**20:.1f} MiB): this process has "
+                "no object store to write it into")
+        from zactor.node.transfer import push
+
+        answer = core.request("alloc", [oid, size], timeout=None)
+        if answer[0] not in ("arena", "file"):
+            raise ObjectStoreFullError(f"Cannot store object {oid.hex()}: {answer[1]}")
+        data = bytearray(size)
+        ser.write_into(memoryview(data))
+        try:
+            with self._net_lock:
+                push(self._socket(self.network[2]), oid, answer, memoryview(data))
+        except (OSError, TimeoutError) as exc:
+            core.tell("abandon", answer[1])
+            raise ObjectStoreFullError(f"Could not send object {oid.hex()} to the cluster: "
+                                       f"{exc}") from exc
+        if answer[0] == "arena":
+            return [self.network[3], size, answer[1], answer[2]]
+        return [answer[1], size]
 
     def _take_spare(self, core: CoreClient, length: int) -> list | None:
         """The spare region, if it suits an object spanning ``length`` bytes (it may be up
@@ -189,6 +236,14 @@ class StoreClient:
 
     def read(self, oid: bytes, loc: list) -> Any:
         """The value at ``loc``: numpy arrays in it are read-only views of the store."""
+        if loc[0] == "@":  # on another machine: ["@", its node's address, its loc]
+            from zactor.node.transfer import fetch
+
+            if self.network is None:
+                raise FileNotFoundError("this process cannot fetch objects from other nodes")
+            with self._net_lock:
+                data = fetch(self._socket(loc[1]), oid, loc[2], loc[2][1])
+            return _serialization.loads(memoryview(data))
         if len(loc) == 2:
             return _serialization.load_file(loc[0])
         path, size, offset, seal = loc
@@ -235,6 +290,9 @@ class StoreClient:
 
     def close(self) -> None:
         self._views.clear()
+        for sock in self._net_sockets.values():
+            sock.close(linger=0)
+        self._net_sockets.clear()
         if self._rw_view is not None:
             self._rw_view.release()
             self._rw_view = None

@@ -98,6 +98,8 @@ HEAD_TIMEOUT_S: float = _env_float("HEAD_TIMEOUT_S", 60.0)
 #: Bytes per chunk, and chunks in flight, when a node pulls an object from another.
 TRANSFER_CHUNK: int = _env_int("TRANSFER_CHUNK", 4 * 1024 * 1024)
 TRANSFER_WINDOW: int = _env_int("TRANSFER_WINDOW", 8)
+#: Seconds a transfer waits for the next chunk before it fails.
+TRANSFER_TIMEOUT_S: float = _env_float("TRANSFER_TIMEOUT_S", 60.0)
 #: The head's TCP port when ``zactor head`` is not given one (Ray's is 6379).
 DEFAULT_PORT: int = _env_int("PORT", 6380)
 #: Seconds a restarted head waits for the workers of the actors it restored to call in, and

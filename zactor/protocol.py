@@ -69,6 +69,7 @@ class Msg(enum.IntEnum):
     # node <-> node (and head): pulling a large object in chunks
     FETCH = 40
     CHUNK = 41
+    PUSH = 42  # a driver on a machine without a node writes a large object into the head's
 
 
 #: Field names of each message type, in wire order. Payload frames are noted after "|".
@@ -122,7 +123,10 @@ FIELDS: dict[Msg, tuple[str, ...]] = {
     Msg.RESTART: ("why",),
     # the bytes [offset, offset + length) of the stored object ``oid`` at the holder's ``loc``
     Msg.FETCH: ("oid", "loc", "offset", "length"),
-    Msg.CHUNK: ("oid", "offset", "error"),  # | the bytes (none if error)
+    Msg.CHUNK: ("oid", "offset", "error"),  # | the bytes (none if error, or an ack)
+    # dest: the "alloc" answer (["arena", offset, seal, hot] or ["file", path]); the bytes at
+    # ``offset`` of the object's layout follow; ``last``: the seal goes on after them.
+    Msg.PUSH: ("oid", "dest", "offset", "last"),  # | the bytes
 }
 
 _ARITY = {m: len(f) for m, f in FIELDS.items()}

@@ -148,7 +148,7 @@ class Broker:
             self.scheduler.top_up(node)
             if self.tcp is not None:
                 store = agent.store
-                self.transfer_server = TransferServer(store.arena_path, store.capacity)
+                self.transfer_server = TransferServer(store.arena_path, store.capacity, store)
                 self.puller = Puller(self.ctx, self.creds, store, self._pulled_here)
                 self.puller.on_socket = self._watch_puller
         if self.control is not None:
@@ -339,9 +339,13 @@ class Broker:
             dead = identity in self.dead_agents
             self.send_tcp(identity, encode(Msg.RESTART, "dead" if dead else "rejoin"))
             return
-        if mtype == Msg.FETCH and self.transfer_server is not None and identity[0] >= 97:
-            self.transfer_server.on_fetch(self.tcp, identity, fields)
-            return
+        if self.transfer_server is not None and identity[0] >= 97:
+            if mtype == Msg.FETCH:
+                self.transfer_server.on_fetch(self.tcp, identity, fields)
+                return
+            if mtype == Msg.PUSH and len(frames) == 3:
+                self.transfer_server.on_push(self.tcp, identity, fields, frames[2])
+                return
         self.drop(f"{mtype.name} from an unknown peer or of a head-bound type")
 
     def _hold_until_hello(self, key: bytes, frames: list) -> bool:
@@ -505,6 +509,10 @@ class Broker:
             # A cluster head can be restarted: its clients reconnect (zactor._client).
             "restartable": bool(self.control is not None),
         }
+        if node is None and self.head_node is not None and self.tcp is not None:
+            # No node on its machine: it pushes large objects into the head's node.
+            welcome["push"] = self.tcp_address
+            welcome["push_arena"] = self.head_node.agent.store.arena_path
         if client.worker is not None:
             welcome["sys_path"] = self.sys_path
             welcome["cwd"] = self.cfg.get("cwd")
@@ -727,6 +735,11 @@ class Broker:
             self.send(client.inbox, encode(Msg.OBJECT, oid, entry.status, None), (entry.blob,))
             return
         node = client.node
+        if node is None:  # no store on its machine: it fetches the bytes from their node
+            home = entry.node or self.head_node
+            self.send(client.inbox, encode(Msg.OBJECT, oid, entry.status, [
+                "@", self.transfer_address_of(home), loc]))
+            return
         here = self.transfers.loc_on(entry, node)
         if here is None:
             self.transfers.want(oid, entry, node, client.key)

@@ -70,10 +70,13 @@ class Requests:
         self.head.send(client.inbox, encode(Msg.REPLY, req_id, ok, value))
 
     def _store(self, client: Client):
-        if client.node is None:
+        if client.node is not None:
+            return client.node.agent.store
+        head = self.head
+        if head.head_node is None or head.tcp is None:
             raise ValueError("this process runs on a machine without a zactor node, so it "
                              "has no object store to write large objects into")
-        return client.node.agent.store
+        return head.head_node.agent.store  # it pushes them there (zactor._object_store)
 
     # -- the cluster -------------------------------------------------------------------------
 
@@ -160,6 +163,8 @@ class Requests:
         """A spare region for the client's next large write (zactor._object_store)."""
         if not isinstance(args, int):
             raise ProtocolError("prealloc: expected a length")
+        if client.node is None:
+            return ["none"]  # no spare regions for writes that travel over the network
         store = self._store(client)
         if isinstance(store, StoreProxy):
             store.preallocate(client.key, args,
@@ -181,6 +186,8 @@ class Requests:
             return None
         if entry.refs - (1 if args in client.holds else 0) <= 0:
             return None  # only this client's own ref keeps it: it is about to go
+        if client.node is None and entry.loc is not None:
+            return None  # it could only compare after fetching the object
         loc = self.head.transfers.loc_on(entry, client.node) if entry.loc is not None else None
         if entry.loc is not None and loc is None:
             return None  # stored on another node: not worth a pull to compare

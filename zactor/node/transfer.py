@@ -30,18 +30,48 @@ from zactor import config
 from zactor._object_store import StoreClient
 from zactor._store_layout import HEADER
 from zactor.comm.transport import dealer, send_routed
-from zactor.protocol import Msg, encode
+from zactor.protocol import Msg, ProtocolError, decode, encode
 
 log = logging.getLogger(__name__)
 
 
 class TransferServer:
-    """Answers FETCHes for objects in one node's store."""
+    """Answers FETCHes for objects in one node's store; with ``store`` (the head's node),
+    also takes PUSHes of drivers on machines without a node of their own."""
 
-    def __init__(self, arena_path: str | None, capacity: int) -> None:
+    def __init__(self, arena_path: str | None, capacity: int, store=None) -> None:
         self.reader = StoreClient(arena_path, capacity)
         self._views: dict[tuple, tuple[memoryview, float]] = {}
         self.served_bytes = 0
+        self.store = store
+
+    def on_push(self, sock: zmq.Socket, identity: bytes, fields: list, data) -> None:
+        oid, dest, offset, last = fields
+        error = None
+        store = self.store
+        try:
+            if store is None:
+                raise ValueError("this node takes no pushes")
+            if dest[0] == "arena":
+                region = store.regions.get(dest[1])
+                if region is None or region.sealed or region.seal != dest[2] or \
+                        offset + len(data) > region.size:
+                    raise ValueError("not a region being written")
+                start = region.offset + HEADER + offset
+                store.map[start:start + len(data)] = data
+                if last:
+                    store.map[region.offset:region.offset + len(region.seal)] = region.seal
+            elif dest[0] == "file" and dest[1] in store.files:
+                fd = os.open(dest[1], os.O_WRONLY | os.O_CREAT, 0o600)
+                try:
+                    os.pwrite(fd, data, offset)
+                finally:
+                    os.close(fd)
+            else:
+                raise ValueError("not a file being written")
+        except (OSError, ValueError, IndexError, TypeError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        send_routed(sock, identity, encode(Msg.CHUNK, oid, offset, error), ())
 
     def on_fetch(self, sock: zmq.Socket, identity: bytes, fields: list) -> None:
         oid, loc, offset, length = fields
@@ -164,8 +194,6 @@ class Puller:
         return [(sock, zmq.POLLIN) for sock in self.sockets.values()]
 
     def on_ready(self, sock: zmq.Socket) -> None:
-        from zactor.protocol import ProtocolError, decode
-
         while sock.poll(0):
             frames = sock.recv_multipart(copy=False)
             try:
@@ -248,3 +276,55 @@ class Puller:
             sock.close(linger=0)
         self.sockets.clear()
         self.by_socket.clear()
+
+
+def fetch(sock: zmq.Socket, oid: bytes, loc: list, size: int) -> bytearray:
+    """The stored bytes of ``oid`` (``size`` of them, at ``loc`` on the node ``sock`` is
+    connected to), pulled in chunks: for a process with no store of its own."""
+    buf = bytearray(size)
+    view = memoryview(buf)
+    asked = received = 0
+    step = config.TRANSFER_CHUNK
+    while received < size:
+        while asked < size and asked - received < step * config.TRANSFER_WINDOW:
+            length = min(step, size - asked)
+            sock.send(encode(Msg.FETCH, oid, loc, asked, length))
+            asked += length
+        if not sock.poll(config.TRANSFER_TIMEOUT_S * 1000):
+            raise TimeoutError(f"no part of object {oid.hex()} came in "
+                               f"{config.TRANSFER_TIMEOUT_S:.0f} s")
+        frames = sock.recv_multipart(copy=False)
+        mtype, fields = decode(frames[0].bytes)
+        if mtype != Msg.CHUNK or fields[0] != oid:
+            continue
+        if fields[2] is not None:
+            raise FileNotFoundError(f"object {oid.hex()}: {fields[2]}")
+        chunk = frames[1].buffer
+        view[fields[1]:fields[1] + len(chunk)] = chunk
+        received += len(chunk)
+    return buf
+
+
+def push(sock: zmq.Socket, oid: bytes, dest: list, data: memoryview) -> None:
+    """Write ``data`` (an object's layout, not empty) into the region ``dest`` of the node
+    ``sock`` is connected to, in chunks acknowledged one by one; the seal goes on last."""
+    size = data.nbytes
+    step = config.TRANSFER_CHUNK
+    chunks = (size + step - 1) // step
+    sent = acked = 0
+    while acked < chunks:
+        while sent < chunks and sent - acked < config.TRANSFER_WINDOW:
+            start = sent * step
+            end = min(start + step, size)
+            sock.send_multipart((encode(Msg.PUSH, oid, dest, start, end >= size),
+                                 data[start:end]))
+            sent += 1
+        if not sock.poll(config.TRANSFER_TIMEOUT_S * 1000):
+            raise TimeoutError(f"the head took no part of object {oid.hex()} in "
+                               f"{config.TRANSFER_TIMEOUT_S:.0f} s")
+        mtype, fields = decode(sock.recv())
+        if mtype != Msg.CHUNK or fields[0] != oid:
+            continue
+        if fields[2] is not None:
+            raise OSError(f"the head could not store object {oid.hex()}: {fields[2]}")
+        acked += 1
