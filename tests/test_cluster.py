@@ -25,7 +25,8 @@ NODE_TIMEOUT_S = 2.0
 @pytest.fixture(scope="module")
 def cluster():
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1},
-                env={"ZACTOR_NODE_TIMEOUT_S": str(NODE_TIMEOUT_S)})
+                env={"ZACTOR_NODE_TIMEOUT_S": str(NODE_TIMEOUT_S),
+                     "ZACTOR_CLIENT_TIMEOUT_S": "3"})
     try:
         c.left = c.add_node(num_cpus=1, resources={"left": 1})
         c.right = c.add_node(num_cpus=1, resources={"right": 1})
@@ -256,3 +257,46 @@ def test_nodes_outlive_their_head_only_for_a_while():
         c.worker_nodes.discard(node)
     finally:
         c.shutdown()
+
+
+REMOTE_DRIVER = """
+import sys, time, zactor
+zactor.init(address=sys.argv[1])
+
+@zactor.remote
+class Owned:
+    def ping(self):
+        return "pong"
+
+a = Owned.options(name="remote-owned", namespace="tcp-driver").remote()
+assert zactor.get(a.ping.remote()) == "pong"
+open(sys.argv[2], "w").write("ready")
+time.sleep(600)
+"""
+
+
+def test_a_driver_on_tcp_that_dies_takes_its_actors_along(cluster, tmp_path):
+    ready = tmp_path / "ready"
+    env = {**os.environ,
+           "ZACTOR_CLUSTER_KEY_FILE": os.path.join(cluster._state_dir, "cluster.key")}
+    driver = subprocess.Popen([sys.executable, "-c", REMOTE_DRIVER, "tcp://" + cluster.address,
+                               str(ready)], env=env)
+    try:
+        wait_until(lambda: ready.exists() or driver.poll() is not None, 60, "the driver")
+        assert driver.poll() is None
+        assert zactor.get(zactor.get_actor("remote-owned", namespace="tcp-driver")
+                          .ping.remote()) == "pong"
+        driver.kill()  # no GOODBYE, and no pid the head could watch on another machine
+        driver.wait(10)
+
+        def gone():
+            try:
+                zactor.get_actor("remote-owned", namespace="tcp-driver")
+            except ValueError:
+                return True
+            return False
+        wait_until(gone, 3 + 15, "the actor to die with its owner")
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait(10)

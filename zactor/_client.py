@@ -464,9 +464,14 @@ class CoreClient:
         step = int(config.REF_FLUSH_S * 1000)
         alive = self._alive_check
         last_check = time.monotonic()
+        ping = self.remote and self.kind != "worker"  # see config.CLIENT_PING_S
+        last_ping = time.monotonic()
         while not self._closed:
             try:
                 self.pump(step)
+                if ping and time.monotonic() - last_ping > config.CLIENT_PING_S:
+                    last_ping = time.monotonic()
+                    self.tell("ping")
                 if alive is not None and time.monotonic() - last_check > 0.2:
                     last_check = time.monotonic()
                     if not alive():

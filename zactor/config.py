@@ -105,3 +105,8 @@ DEFAULT_PORT: int = _env_int("PORT", 6380)
 #: Seconds a restarted head waits for the workers of the actors it restored to call in, and
 #: for their owners to come back, before it restarts (or ends) the missing ones.
 HEAD_RECOVERY_S: float = _env_float("HEAD_RECOVERY_S", 10.0)
+#: Seconds between the pings a driver connected over TCP sends its head, and seconds without
+#: one after which the head takes it for dead (its handles and the actors it owns go): a
+#: process on another machine cannot be watched through its pid.
+CLIENT_PING_S: float = _env_float("CLIENT_PING_S", 2.0)
+CLIENT_TIMEOUT_S: float = _env_float("CLIENT_TIMEOUT_S", 30.0)

@@ -226,7 +226,7 @@ class Broker:
         handle = self.handle
         schedule = self.scheduler.schedule
         handlers = self.fd_handlers
-        last_reap = last_check = time.monotonic()
+        last_reap = last_check = last_clients = time.monotonic()
         while not self.stopping:
             # zmq_poll on a plain list: zmq.Poller wraps every result in enum objects.
             events = zmq_poll(self.watched, 100 if self.remote_agents else 1000)
@@ -251,6 +251,9 @@ class Broker:
             if self.remote_agents and now - last_check > 0.1:
                 last_check = now
                 self._check_nodes(now)
+            if self.tcp is not None and now - last_clients > 1.0:
+                last_clients = now
+                self._check_clients(now)
             if self.recovery_until and now > self.recovery_until:
                 self.recovery_until = 0.0
                 if self.held_messages:
@@ -641,6 +644,16 @@ class Broker:
                 node = self.scheduler.nodes.get(agent.node_id)
                 if node is not None and node.alive:
                     self.node_died(node, f"no heartbeat for {now - agent.last_heard:.1f} s")
+
+    def _check_clients(self, now: float) -> None:
+        """Drivers on TCP that stopped pinging are gone (their machine died, or the network
+        to it): what they held and the actors they owned go, as for a driver that exits."""
+        timeout = config.CLIENT_TIMEOUT_S
+        for client in [c for c in self.clients.values() if c.remote and c.worker is None]:
+            if now - client.last_ping > timeout:
+                log.warning("%s pid %s sent nothing for %.0f s: taking it for dead",
+                            client.kind, client.pid, now - client.last_ping)
+                self.drop_client(client)
 
     def node_died(self, node: Node, why: str) -> None:
         """Declare ``node`` dead: what ran there is replayed elsewhere, its actors restart

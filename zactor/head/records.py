@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import time
 
 from zactor.protocol import S
 
@@ -11,7 +12,7 @@ class Client:
     """A connected driver or worker (both sockets of it)."""
 
     __slots__ = ("key", "kind", "pid", "inbox", "holds", "actor_holds", "worker", "info",
-                 "namespace", "owned_actors", "pidfd", "node", "remote")
+                 "namespace", "owned_actors", "pidfd", "node", "remote", "last_ping")
 
     def __init__(self, key: bytes, kind: str, pid: int, info: dict) -> None:
         self.key = key
@@ -32,6 +33,7 @@ class Client:
         # The node whose store this process maps (None: a driver on a machine without one).
         self.node = None
         self.remote = key[:1].islower()  # connected over TCP (zactor._client.CoreClient)
+        self.last_ping = time.monotonic()  # a remote driver's sign of life (its pings)
 
 
 class Worker:

@@ -8,6 +8,7 @@ client raises (zactor._client._reply_error).
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from zactor.head import memory, status
@@ -30,6 +31,7 @@ class Requests:
             "available_resources": self.available_resources,
             "nodes": self.nodes,
             "cluster_status": self.cluster_status,
+            "ping": self.ping,
             "reserve_name": self.reserve_name,
             "get_actor": self.get_actor,
             "list_named_actors": self.list_named_actors,
@@ -102,6 +104,11 @@ class Requests:
                 "IsHead": n is head.head_node, "Labels": {},
             })
         return out
+
+    def ping(self, client: Client, args: Any, req_id: int) -> Any:
+        """A driver on TCP is alive (see Broker._check_clients)."""
+        client.last_ping = time.monotonic()
+        return None
 
     def cluster_status(self, client: Client, args: Any, req_id: int) -> Any:
         """zactor status: nodes, actors by state, pending work, refusals."""
