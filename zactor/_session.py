@@ -236,7 +236,7 @@ def cluster_head_config(host: str, port: int, num_cpus: int, num_gpus: int,
         "num_cpus": num_cpus, "num_gpus": num_gpus, "resources": resources or {},
         "object_store_memory": object_store_memory, "sys_path": [], "cwd": os.getcwd(),
         "local_node": True, "node_id": os.urandom(14).hex(), "log_level": log_level,
-        "ip": host if host not in ("0.0.0.0", "*", "") else "127.0.0.1",
+        "ip": host if host not in ("0.0.0.0", "*", "") else primary_ip(),
         "is_head": True,
     }
 
@@ -269,3 +269,20 @@ def local_ip_towards(address: str) -> str:
             return s.getsockname()[0]
         except OSError:
             return "127.0.0.1"
+
+
+def primary_ip() -> str:
+    """This machine's address as others would reach it, for a head listening on every
+    interface (0.0.0.0): the address of the interface with the default route."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: picks the route, sends nothing
+            return s.getsockname()[0]
+        except OSError:
+            pass
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"

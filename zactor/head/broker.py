@@ -83,6 +83,8 @@ class Broker:
                 self.auth = security.Authenticator(self.ctx, self.creds)
             self.tcp = router(self.ctx, cfg["tcp"], self.creds)
             self.tcp_address = bound_address(self.tcp)
+            if "://0.0.0.0:" in self.tcp_address:  # listening everywhere: say where, though
+                self.tcp_address = self.tcp_address.replace("0.0.0.0", cfg["ip"])
             if self.auth is not None:
                 self.refusals = security.RefusalMonitor(self.tcp)
         self._remote_sock = self.tcp if self.tcp is not None else self.sock

@@ -31,7 +31,7 @@ class RemoteAgent:
         self.node_id = node_id
         self.resources = resources
         self.info = info
-        self.total_memory = float(resources.get("memory", 0.0)) / 0.7
+        self.total_memory = float(info.get("total_memory") or 0.0)
         self.memory_available = self.total_memory
         self.last_heard = time.monotonic()
         self.stats: dict = {}

@@ -80,7 +80,8 @@ class NodeAgent:
         self.info = {"shm_dir": self.shm_dir, "ip": cfg.get("ip", "127.0.0.1"),
                      "hostname": os.uname().nodename, "zygote_pid": self.zygote.pid,
                      "host_id": host_id(), "arena": [self.store.arena_path,
-                                                     self.store.capacity]}
+                                                     self.store.capacity],
+                     "total_memory": self.total_memory}
 
     @property
     def events_fd(self) -> int:
