@@ -87,9 +87,8 @@ def head(host, port, num_cpus, num_gpus, resources, object_store_memory, state_d
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
     ready = os.path.join(state_dir, "head.ready")
     if daemon:
-        for stale in (ready,):
-            if os.path.exists(stale):
-                os.unlink(stale)
+        if os.path.exists(ready):
+            os.unlink(ready)  # left by a head that was killed
         argv = [a for a in sys.argv[1:] if a != "--daemon"]
         if "--state-dir" not in argv:
             argv += ["--state-dir", state_dir]
@@ -121,8 +120,13 @@ def head(host, port, num_cpus, num_gpus, resources, object_store_memory, state_d
             f.write(text)
         os.replace(ready + ".tmp", ready)
 
+    import zmq
+
     try:
         run_head(cfg, on_ready)
+    except zmq.ZMQError as exc:
+        raise click.ClickException(f"cannot listen on {cfg['tcp']}: {exc} (is another head "
+                                   "running there? zactor status tells)") from None
     finally:
         for path in record:
             _registry.unregister(path)

@@ -33,7 +33,15 @@ def run_head(cfg: dict, on_ready=None) -> None:
         agent = NodeAgent(cfg)  # forks the zygote: before this process starts ZeroMQ
     from zactor.head.broker import Broker
 
-    broker = Broker(cfg, agent)
+    try:
+        broker = Broker(cfg, agent)
+    except BaseException:
+        if agent is not None:
+            agent.shutdown()  # its workers, its store
+        for key in ("session_dir", "shm_dir"):
+            if cfg.get(key):
+                _process.remove_tree(cfg[key])
+        raise
     profile_to = os.environ.get("ZACTOR_PROFILE_HEAD")  # a developer's tool: cProfile output
     profiler = None
     if profile_to:
