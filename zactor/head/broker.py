@@ -640,6 +640,8 @@ class Broker:
             raise ProtocolError(f"unknown node event {event!r}")
 
     def _check_nodes(self, now: float) -> None:
+        if has_message(self.tcp):
+            return  # heartbeats may be waiting to be read: the loop was busy, not the nodes
         timeout = config.NODE_TIMEOUT_S
         for agent in list(self.remote_agents.values()):
             if now - agent.last_heard > timeout:

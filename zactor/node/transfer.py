@@ -82,7 +82,7 @@ class TransferServer:
         error = None
         if view is None:
             try:
-                view = self.reader.layout_view(oid, loc)
+                view = self.reader.layout_view(oid, loc, populate=True)
             except (OSError, ValueError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
             if view is None and error is None:
@@ -91,10 +91,11 @@ class TransferServer:
             send_routed(sock, identity, encode(Msg.CHUNK, oid, offset, error), ())
             return
         end = min(offset + length, view.nbytes)
-        # bytes(): ZeroMQ copies it into its message; the mapping may be closed before a
-        # zero-copy frame would have left.
-        send_routed(sock, identity, encode(Msg.CHUNK, oid, offset, None),
-                    (bytes(view[offset:end]),))
+        # Zero-copy: the frame keeps the slice, and with it the mapping and its read lock,
+        # until ZeroMQ has sent it.
+        sock.send(identity, zmq.SNDMORE)
+        sock.send(encode(Msg.CHUNK, oid, offset, None), zmq.SNDMORE)
+        sock.send(view[offset:end], copy=False)
         self.served_bytes += end - offset
         if end >= view.nbytes:
             self._views.pop(key, None)  # the last chunk: the lock goes with the mapping
@@ -193,8 +194,11 @@ class Puller:
     def poll_items(self) -> list:
         return [(sock, zmq.POLLIN) for sock in self.sockets.values()]
 
-    def on_ready(self, sock: zmq.Socket) -> None:
-        while sock.poll(0):
+    def on_ready(self, sock: zmq.Socket, budget: int = 4) -> None:
+        """Handle up to ``budget`` chunks that arrived on ``sock`` (a large object must not
+        keep the event loop that called from its other work)."""
+        while budget > 0 and sock.poll(0):
+            budget -= 1
             frames = sock.recv_multipart(copy=False)
             try:
                 mtype, fields = decode(frames[0].bytes)
@@ -225,7 +229,10 @@ class Puller:
         try:
             if dest[0] == "arena":
                 start = dest[1] + HEADER + offset
-                self.store.map[start:start + len(data)] = data
+                if dest[3]:  # its pages exist: a copy at memory speed
+                    self.store.map[start:start + len(data)] = data
+                else:  # the kernel allocates them as it writes, faster than page faults
+                    _pwrite_all(self.store.fd, data, start)
             else:
                 fd = os.open(dest[1], os.O_WRONLY)
                 try:
@@ -276,6 +283,14 @@ class Puller:
             sock.close(linger=0)
         self.sockets.clear()
         self.by_socket.clear()
+
+
+def _pwrite_all(fd: int, data, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(fd, view, offset)
+        view = view[done:]
+        offset += done
 
 
 def fetch(sock: zmq.Socket, oid: bytes, loc: list, size: int) -> bytearray:
