@@ -300,3 +300,30 @@ def test_a_driver_on_tcp_that_dies_takes_its_actors_along(cluster, tmp_path):
         if driver.poll() is None:
             driver.kill()
             driver.wait(10)
+
+
+def test_results_travel_only_when_read_and_are_freed_when_dropped(cluster):
+    """A result made on one node is not copied to its owner's node unless the owner reads it
+    (passed on to a task elsewhere, it goes there only), and once dropped it is gone from
+    every node, even though this process also holds the Cluster's own connection."""
+    assert cluster._observer is not None  # the Cluster's client, open beside the driver
+
+    def stored() -> int:
+        return sum(s.get("objects_in_memory", 0) for s in zactor.testing.store_stats())
+
+    before = stored()
+    pulls = zactor.testing.head_stats()["pulls"]
+    made = make_array.options(scheduling_strategy=on(cluster.left)).remote(2_000_000)
+    assert zactor.wait([made], timeout=30)[0] == [made]
+    assert zactor.testing.head_stats()["pulls"] == pulls  # ready, and still only on left
+    assert zactor.get(checksum.options(scheduling_strategy=on(cluster.right)).remote(made))[1]\
+        == cluster.right.node_id
+    assert zactor.testing.head_stats()["pulls"] == pulls + 1  # left -> right
+    assert int(zactor.get(made).sum()) == 2_000_000 * 1_999_999 // 2
+    assert zactor.testing.head_stats()["pulls"] == pulls + 2  # left -> the driver's node
+    # Three copies now (left, right, the head's node); the stores report within a heartbeat.
+    wait_until(lambda: stored() >= before + 3, 10, "the stores to count the copies")
+    oid = made.binary()
+    del made
+    wait_until(lambda: zactor.testing.objects_exist([oid]) == [False], 10, "the release")
+    wait_until(lambda: stored() == before, 20, "every copy to be freed")

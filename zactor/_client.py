@@ -79,6 +79,10 @@ class CoreClient:
         creds: Credentials | None = None,
     ) -> None:
         self.kind = kind
+        # The references this process holds are counted once, in zactor._refs, and reported
+        # by its driver's or worker's connection; an observer's (zactor status, a Cluster's)
+        # must not take them away from it.
+        self.owns_refs = kind != "observer"
         # The head tells its TCP peers from its local ones by the case of the first byte.
         self.remote = head_address.startswith("tcp://")
         letter = kind[:1].lower() if self.remote else kind[:1].upper()
@@ -223,6 +227,8 @@ class CoreClient:
             self._flush_refs_locked()
 
     def _flush_refs_locked(self) -> None:
+        if not self.owns_refs:
+            return
         self._last_flush = time.monotonic()
         oa, od, aa, ad, streams = _tracker.drain()
         if not (oa or od or aa or ad or streams) or self._closed:
@@ -368,6 +374,9 @@ class CoreClient:
         status, loc, blob = entry
         if loc is None:
             value = _serialization.loads(blob)
+        elif loc[0] == "@" and self.store.local_reads:
+            # Ready, but on another node: the head has this node pull it first.
+            return self.decode(object_id, self._recover(object_id), attempts - 1)
         else:
             try:
                 value = self.store.read(object_id, loc)
@@ -439,7 +448,7 @@ class CoreClient:
 
     def flush_if_due(self) -> None:
         if (_tracker.object_events or _tracker.actor_events or _tracker.closed_streams) and (
-            time.monotonic() - self._last_flush > config.REF_FLUSH_S
+            self.owns_refs and time.monotonic() - self._last_flush > config.REF_FLUSH_S
         ):
             self.flush_refs()
         if self.store.spare_since:
