@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 
 import zmq
 
@@ -38,12 +37,21 @@ class CredentialsError(ValueError):
     """The cluster's credential is missing or unreadable."""
 
 
-@dataclass(frozen=True)
 class Credentials:
-    server_public: bytes
-    server_secret: bytes
-    client_public: bytes
-    client_secret: bytes
+    """The cluster's two CURVE key pairs (Z85 text, as libzmq takes them). A plain class: a
+    dataclass would import ``inspect`` into every process."""
+
+    __slots__ = ("server_public", "server_secret", "client_public", "client_secret")
+
+    def __init__(self, server_public: bytes, server_secret: bytes, client_public: bytes,
+                 client_secret: bytes) -> None:
+        self.server_public = server_public
+        self.server_secret = server_secret
+        self.client_public = client_public
+        self.client_secret = client_secret
+
+    def __repr__(self) -> str:
+        return "Credentials(<secret>)"
 
     @classmethod
     def generate(cls) -> Credentials:
