@@ -327,3 +327,26 @@ def test_results_travel_only_when_read_and_are_freed_when_dropped(cluster):
     del made
     wait_until(lambda: zactor.testing.objects_exist([oid]) == [False], 10, "the release")
     wait_until(lambda: stored() == before, 20, "every copy to be freed")
+
+
+def test_a_ref_borrowed_by_an_actor_on_another_node_keeps_the_object(cluster):
+    @zactor.remote
+    class Holder:
+        def keep(self, box):
+            self.ref = box[0]  # borrowed: the ref arrived inside a list
+            return True
+
+        def total(self):
+            return int(zactor.get(self.ref).sum())
+
+    holder = Holder.options(resources={"right": 0.5}).remote()
+    made = make_array.options(scheduling_strategy=on(cluster.left)).remote(1_000_000)
+    assert zactor.get(holder.keep.remote([made]))
+    oid = made.binary()
+    del made  # the owner lets go; the borrower on another node still holds it
+    zactor._api.core().flush_refs()  # the release goes out now, ahead of the question below
+    assert zactor.testing.objects_exist([oid]) == [True]
+    assert zactor.get(holder.total.remote()) == 1_000_000 * 999_999 // 2
+    zactor.kill(holder)
+    wait_until(lambda: zactor.testing.objects_exist([oid]) == [False], 10,
+               "the object to go with its last borrower")
