@@ -12,6 +12,7 @@ import time
 import numpy as np
 import psutil
 import pytest
+from remote_helpers import wait_until
 
 import zactor
 import zactor.testing
@@ -61,15 +62,6 @@ def checksum(a) -> tuple:
 def on(node, soft=False):
     return NodeAffinitySchedulingStrategy(node.node_id, soft=soft)
 
-
-def wait_until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_nodes_lists_every_node_with_rays_fields(cluster):
@@ -165,7 +157,7 @@ def test_actor_on_a_worker_node_and_its_output(cluster, capfd):
         printed.seen += out
         return "counter at 3" in printed.seen
     printed.seen = ""
-    wait_until(printed, 10, "the actor's output")
+    wait_until(printed, 10, message="the actor's output")
     line = next(line for line in printed.seen.splitlines() if "counter at 3" in line)
     assert "ip=127.0.0.1" in line and "Counter" in line
     zactor.kill(counter)
@@ -191,7 +183,8 @@ def test_a_node_dying_mid_run_loses_nothing(cluster):
     # ... and tasks running there when it dies (retried elsewhere).
     running = [slow_node_of.options(scheduling_strategy=on(doomed, soft=True)).remote(1.0)
                for _ in range(2)]
-    wait_until(lambda: zactor.testing.head_stats()["queued"] < 2, 10, "the tasks to start")
+    wait_until(lambda: zactor.testing.head_stats()["queued"] < 2, 10,
+               message="the tasks to start")
     killed_at = time.monotonic()
     cluster.remove_node(doomed, allow_graceful=False)
     results = zactor.get(running, timeout=60)
@@ -232,7 +225,7 @@ def test_a_stopped_node_is_declared_dead_and_rejoins_clean_when_it_resumes(clust
     try:
         wait_until(lambda: not next(n["Alive"] for n in zactor.nodes()
                                     if n["NodeID"] == frozen.node_id),
-                   NODE_TIMEOUT_S + 10, "the stopped node to be declared dead")
+                   NODE_TIMEOUT_S + 10, message="the stopped node to be declared dead")
         waiting = node_of.options(resources={"frozen": 1}).remote()
     finally:
         os.kill(frozen.process.pid, signal.SIGCONT)
@@ -249,7 +242,7 @@ def test_nodes_outlive_their_head_only_for_a_while():
     try:
         node = c.add_node(num_cpus=1)
         agent = psutil.Process(node.process.pid)
-        workers = wait_until(lambda: agent.children(recursive=True), 30, "its workers")
+        workers = wait_until(lambda: agent.children(recursive=True), 30, message="its workers")
         c.kill_head()
         node.process.wait(30)  # the agent gives up on its head, and stops its workers
         gone = psutil.wait_procs(workers, timeout=10)[1]
@@ -282,7 +275,7 @@ def test_a_driver_on_tcp_that_dies_takes_its_actors_along(cluster, tmp_path):
     driver = subprocess.Popen([sys.executable, "-c", REMOTE_DRIVER, "tcp://" + cluster.address,
                                str(ready)], env=env)
     try:
-        wait_until(lambda: ready.exists() or driver.poll() is not None, 60, "the driver")
+        wait_until(lambda: ready.exists() or driver.poll() is not None, 60, message="the driver")
         assert driver.poll() is None
         assert zactor.get(zactor.get_actor("remote-owned", namespace="tcp-driver")
                           .ping.remote()) == "pong"
@@ -295,7 +288,7 @@ def test_a_driver_on_tcp_that_dies_takes_its_actors_along(cluster, tmp_path):
             except ValueError:
                 return True
             return False
-        wait_until(gone, 3 + 15, "the actor to die with its owner")
+        wait_until(gone, 3 + 15, message="the actor to die with its owner")
     finally:
         if driver.poll() is None:
             driver.kill()
@@ -322,11 +315,12 @@ def test_results_travel_only_when_read_and_are_freed_when_dropped(cluster):
     assert int(zactor.get(made).sum()) == 2_000_000 * 1_999_999 // 2
     assert zactor.testing.head_stats()["pulls"] == pulls + 2  # left -> the driver's node
     # Three copies now (left, right, the head's node); the stores report within a heartbeat.
-    wait_until(lambda: stored() >= before + 3, 10, "the stores to count the copies")
+    wait_until(lambda: stored() >= before + 3, 10,
+               message="the stores to count the copies")
     oid = made.binary()
     del made
-    wait_until(lambda: zactor.testing.objects_exist([oid]) == [False], 10, "the release")
-    wait_until(lambda: stored() == before, 20, "every copy to be freed")
+    wait_until(lambda: zactor.testing.objects_exist([oid]) == [False], 10, message="the release")
+    wait_until(lambda: stored() == before, 20, message="every copy to be freed")
 
 
 def test_a_ref_borrowed_by_an_actor_on_another_node_keeps_the_object(cluster):
@@ -349,4 +343,4 @@ def test_a_ref_borrowed_by_an_actor_on_another_node_keeps_the_object(cluster):
     assert zactor.get(holder.total.remote()) == 1_000_000 * 999_999 // 2
     zactor.kill(holder)
     wait_until(lambda: zactor.testing.objects_exist([oid]) == [False], 10,
-               "the object to go with its last borrower")
+               message="the object to go with its last borrower")

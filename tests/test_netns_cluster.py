@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+from remote_helpers import wait_until
 
 import zactor
 import zactor.testing
@@ -21,15 +22,6 @@ import zactor.testing
 NODE_TIMEOUT_S = 2.0
 ENV = {"ZACTOR_NODE_TIMEOUT_S": str(NODE_TIMEOUT_S)}
 
-
-def wait_until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +38,7 @@ def hosts(test_network, tmp_path_factory):
     procs = [head]
     try:
         ready = state / "head.ready"
-        wait_until(lambda: ready.exists() or head.poll() is not None, 60, "the head")
+        wait_until(lambda: ready.exists() or head.poll() is not None, 60, message="the head")
         address = next(w for w in ready.read_text().split() if w.startswith("tcp://"))
         assert address.startswith(f"tcp://{test_network.ip}:")
         members = []
@@ -60,7 +52,7 @@ def hosts(test_network, tmp_path_factory):
             members.append((host, proc))
         os.environ["ZACTOR_CLUSTER_KEY_FILE"] = env["ZACTOR_CLUSTER_KEY_FILE"]
         zactor.init(address=address)
-        wait_until(lambda: sum(n["Alive"] for n in zactor.nodes()) == 3, 60, "three nodes")
+        wait_until(lambda: sum(n["Alive"] for n in zactor.nodes()) == 3, 60, message="three nodes")
         yield {"address": address, "env": env, "members": members, "state": state,
                "network": test_network}
     finally:
@@ -145,12 +137,12 @@ def test_a_host_cut_off_is_declared_dead_and_rejoins_clean(hosts):
                if n["Alive"] and n["NodeManagerAddress"] == host.ip)
     running = [where.options(resources={"host1": 1}, max_retries=3).remote(0.5)
                for _ in range(2)]
-    wait_until(lambda: zactor.testing.head_stats()["queued"] < 2, 20, "a task to start")
+    wait_until(lambda: zactor.testing.head_stats()["queued"] < 2, 20, message="a task to start")
     host.cut()
     cut_at = time.monotonic()
     try:
         wait_until(lambda: not next(n["Alive"] for n in zactor.nodes() if n["NodeID"] == old),
-                   NODE_TIMEOUT_S + 10, "the node to be declared dead")
+                   NODE_TIMEOUT_S + 10, message="the node to be declared dead")
         declared = time.monotonic() - cut_at
         assert declared < NODE_TIMEOUT_S + 5
         # Work that needs it waits (nothing else has the resource) ...
@@ -160,7 +152,7 @@ def test_a_host_cut_off_is_declared_dead_and_rejoins_clean(hosts):
     # ... until it comes back, as a new node: the old one never does.
     new = wait_until(lambda: next((n["NodeID"] for n in zactor.nodes()
                                    if n["Alive"] and n["NodeManagerAddress"] == host.ip),
-                                  None), 60, "the host to join again")
+                                  None), 60, message="the host to join again")
     assert new != old
     assert proc.poll() is None  # the agent restarted itself; its process carries on
     assert set(zactor.get(running, timeout=60)) == {new}
