@@ -119,7 +119,7 @@ class CoreClient:
         self.failure: str | None = None  # why the connection is unusable, once it is
         self._last_flush = time.monotonic()
         # A cluster head may be restarted: its clients notice the reconnection (a socket
-        # monitor) and introduce themselves again (see _resume).
+        # monitor) and introduce themselves again (see _resumed).
         self.monitor: zmq.Socket | None = None
         self.resume_info: Callable[[], dict] | None = None
         self._resuming = False
@@ -276,6 +276,7 @@ class CoreClient:
             while req_id not in self._replies:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
+                    self._pending_reqs.discard(req_id)
                     raise GetTimeoutError(f"the head did not answer {what!r} in {timeout} s")
                 if self._closed or self.failure is not None:
                     self._check_usable()
