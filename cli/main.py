@@ -53,8 +53,9 @@ def memory(address: str, group_by: str, limit: int | None, as_json: bool) -> Non
 
 
 from zactor_cli import cluster as _cluster  # noqa: E402
+from zactor_cli import jobs as _jobs  # noqa: E402
 
-for _command in (_cluster.head, _cluster.worker, _cluster.status, _cluster.stop):
+for _command in (_cluster.head, _cluster.worker, _cluster.status, _cluster.stop, _jobs.job):
     cli.add_command(_command)
 
 

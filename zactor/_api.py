@@ -131,7 +131,8 @@ def _connect(address: str, namespace: str | None, log_to_driver: bool) -> dict:
     cwd = os.getcwd()
     ns = namespace or _anonymous_namespace()
     info = {"pid": os.getpid(), "namespace": ns, "host_id": host_id(),
-            "sys_path": [os.path.abspath(p) if p else cwd for p in sys.path]}
+            "sys_path": [os.path.abspath(p) if p else cwd for p in sys.path],
+            "job_id": os.environ.get("ZACTOR_JOB_ID")}
     core = CoreClient(target, "driver", info=info, connect_timeout=10.0, creds=creds)
     core.log_to_driver = log_to_driver
     _state.core = core

@@ -110,3 +110,7 @@ HEAD_RECOVERY_S: float = _env_float("HEAD_RECOVERY_S", 10.0)
 #: process on another machine cannot be watched through its pid.
 CLIENT_PING_S: float = _env_float("CLIENT_PING_S", 2.0)
 CLIENT_TIMEOUT_S: float = _env_float("CLIENT_TIMEOUT_S", 30.0)
+#: Bytes a job's log may grow to; past that its older half goes.
+JOB_LOG_MAX: int = _env_int("JOB_LOG_MAX", 100 * 1024 * 1024)
+#: Seconds a stopped job's processes get after SIGTERM before SIGKILL.
+JOB_STOP_GRACE_S: float = _env_float("JOB_STOP_GRACE_S", 3.0)

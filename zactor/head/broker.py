@@ -13,6 +13,7 @@ in ``dropped`` and logged — it never stops the loop.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import signal
@@ -38,6 +39,7 @@ from zactor.comm.transport import (
 from zactor.exceptions import ObjectLostError
 from zactor.head.actors import ActorManager
 from zactor.head.control_log import ControlLog
+from zactor.head.jobs import JobManager
 from zactor.head.nodes import RemoteAgent
 from zactor.head.objects import ObjectDirectory
 from zactor.head.records import Client, Worker
@@ -111,6 +113,8 @@ class Broker:
         self.tasks = TaskManager(self)
         self.actors = ActorManager(self)
         self.requests = Requests(self)
+        self.jobs = JobManager(self)
+        self.timers: list = []  # (when, sequence, callable), a heap: see later()
         self.sys_path: list[str] = list(cfg.get("sys_path", []))
         self.dropped = 0
         self.refused_hellos = 0  # peers of another version (refused connections: refusals)
@@ -164,14 +168,23 @@ class Broker:
             if record[0] == "head_node":
                 old_head = record[1]
         lost = self.actors.restore(records, old_head) if records else []
+        self.jobs.restore(records)
         if records:
             self.restored_at = time.monotonic()
             self.recovery_until = self.restored_at + config.HEAD_RECOVERY_S
-        snapshot = self.actors.snapshot()
+        self.control.compact(self._snapshot())
+        self.actors.lost_with_old_head(lost)
+
+    def _snapshot(self) -> list[list]:
+        snapshot = self.actors.snapshot() + self.jobs.snapshot()
         if self.head_node is not None:
             snapshot.append(["head_node", self.head_node.node_id])
-        self.control.compact(snapshot)
-        self.actors.lost_with_old_head(lost)
+        return snapshot
+
+    def later(self, delay: float, fn) -> None:
+        """Call ``fn()`` from the loop in about ``delay`` seconds."""
+        self._timer_seq = getattr(self, "_timer_seq", 0) + 1
+        heapq.heappush(self.timers, (time.monotonic() + delay, self._timer_seq, fn))
     # -- plumbing ----------------------------------------------------------------------------
 
     def send(self, identity: bytes, header: bytes, frames: tuple | list = ()) -> None:
@@ -256,6 +269,8 @@ class Broker:
             if self.tcp is not None and now - last_clients > 1.0:
                 last_clients = now
                 self._check_clients(now)
+            while self.timers and self.timers[0][0] <= now:
+                heapq.heappop(self.timers)[2]()
             if self.recovery_until and now > self.recovery_until:
                 self.recovery_until = 0.0
                 if self.held_messages:
@@ -266,10 +281,8 @@ class Broker:
             if now - last_reap > 1.0:
                 last_reap = now
                 if self.control is not None and self.control.due():
-                    snapshot = self.actors.snapshot()
-                    if self.head_node is not None:
-                        snapshot.append(["head_node", self.head_node.node_id])
-                    self.control.compact(snapshot)
+                    self.control.compact(self._snapshot())
+                self.jobs.housekeeping()
                 self.scheduler.reap_idle(now, self.retire_worker, self._keep_worker)
                 for node in self.scheduler.nodes.values():
                     node.agent.store.housekeeping(now)
@@ -440,6 +453,8 @@ class Broker:
         else:
             self.drivers[key] = client
             client.node = self._node_of_host(client)
+            if info.get("job_id"):
+                self.jobs.driver_joined(info["job_id"], key)
             if pid != self.cfg.get("driver_pid") and not client.remote:
                 self._watch_driver(client)
             for p in info.get("sys_path", []):
