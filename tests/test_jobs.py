@@ -177,3 +177,20 @@ def test_jobs_survive_a_head_restart(client, cluster):
         assert "slept" in again.get_job_logs(job_id)
     finally:
         again.close()
+
+
+def test_entrypoint_cpus_are_held_while_the_job_runs(client, cluster, tmp_path):
+    gate = tmp_path / "go"
+    first = client.submit_job(entrypoint=f"while [ ! -e {gate} ]; do sleep 0.05; done",
+                              entrypoint_num_cpus=2)
+    wait_until(lambda: client.get_job_status(first) == JobStatus.RUNNING, 30,
+               message="the first job to run")
+    second = client.submit_job(entrypoint="echo second", entrypoint_num_cpus=1)
+    # The head's node has 2 CPUs, all held by the first job: the second waits its turn.
+    assert client.get_job_status(second) == JobStatus.PENDING
+    gate.touch()
+    wait_until(lambda: client.get_job_status(second) == JobStatus.SUCCEEDED, 30,
+               message="the second job, once the CPUs were free")
+    assert client.get_job_status(first) == JobStatus.SUCCEEDED
+    with pytest.raises(ValueError, match="only 2 CPUs"):
+        client.submit_job(entrypoint="true", entrypoint_num_cpus=3)

@@ -269,6 +269,8 @@ class Broker:
             if self.tcp is not None and now - last_clients > 1.0:
                 last_clients = now
                 self._check_clients(now)
+            if self.jobs.waiting:
+                self.jobs.start_pending()
             while self.timers and self.timers[0][0] <= now:
                 heapq.heappop(self.timers)[2]()
             if self.recovery_until and now > self.recovery_until:

@@ -39,7 +39,7 @@ TERMINAL = (STOPPED, SUCCEEDED, FAILED)
 class Job:
     __slots__ = ("job_id", "entrypoint", "status", "message", "metadata", "runtime_env",
                  "pid", "start_time", "end_time", "exit_code", "log_path", "fd", "stopping",
-                 "create_time", "drivers")
+                 "create_time", "drivers", "cpus", "held", "pending_start")
 
     def __init__(self, job_id: str, entrypoint: str, metadata: dict, runtime_env: dict,
                  log_path: str) -> None:
@@ -58,6 +58,9 @@ class Job:
         self.fd: int | None = None
         self.stopping = False
         self.drivers: set[bytes] = set()  # keys of the zactor drivers its process started
+        self.cpus = 0.0  # entrypoint_num_cpus: held on the head's node while it runs
+        self.held = False
+        self.pending_start: tuple | None = None  # (env_vars, cwd) while it waits for CPUs
 
     @property
     def exit_file(self) -> str:
@@ -70,7 +73,7 @@ class Job:
                 "message": self.message, "metadata": self.metadata,
                 "runtime_env": self.runtime_env, "start_time": self.start_time,
                 "end_time": self.end_time, "driver_exit_code": self.exit_code,
-                "driver_pid": self.pid}
+                "driver_pid": self.pid, "entrypoint_num_cpus": self.cpus}
 
     def record(self) -> list:
         return ["job", self.job_id, self.info(), self.create_time]
@@ -80,6 +83,7 @@ class JobManager:
     def __init__(self, head: Broker) -> None:
         self.head = head
         self.jobs: dict[str, Job] = {}
+        self.waiting: set[str] = set()  # jobs PENDING until their CPUs are free
         state_dir = head.cfg.get("state_dir") or head.cfg.get("session_dir") or "/tmp"
         self.log_dir = os.path.join(state_dir, "jobs")
 
@@ -108,12 +112,39 @@ class JobManager:
         cwd = runtime_env.get("working_dir")
         if cwd is not None and not (isinstance(cwd, str) and os.path.isdir(cwd)):
             raise ValueError(f"working_dir {cwd!r} is not a directory on the head's machine")
+        cpus = args.get("entrypoint_num_cpus") or 0
+        if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus < 0:
+            raise ValueError(f"entrypoint_num_cpus must be a non-negative number, got {cpus!r}")
+        node = self.head.head_node
+        if cpus and (node is None or node.total.get("CPU", 0.0) < cpus):
+            raise ValueError(f"entrypoint_num_cpus={cpus:g}: the head's node has only "
+                             f"{node.total.get('CPU', 0.0) if node else 0:g} CPUs")
         os.makedirs(self.log_dir, mode=0o700, exist_ok=True)
         job = Job(job_id, args["entrypoint"], args.get("metadata") or {}, runtime_env,
                   os.path.join(self.log_dir, f"{job_id}.log"))
+        job.cpus = float(cpus)
         self.jobs[job_id] = job
-        self._start(job, env_vars, cwd)
+        job.pending_start = (env_vars, cwd)
+        self.waiting.add(job_id)
+        self._log(job)
+        self.start_pending()
         return job_id
+
+    def start_pending(self) -> None:
+        """Start the jobs whose CPUs are free on the head's node (PENDING until then, as in
+        Ray); called after each batch of messages."""
+        node = self.head.head_node
+        for job_id in sorted(self.waiting, key=lambda j: self.jobs[j].start_time):
+            job = self.jobs[job_id]
+            if job.cpus:
+                if node is None or not node.fits({"CPU": job.cpus}):
+                    continue
+                node.acquire({"CPU": job.cpus})
+                job.held = True
+            env_vars, cwd = job.pending_start
+            job.pending_start = None
+            self.waiting.discard(job_id)
+            self._start(job, env_vars, cwd)
 
     def _start(self, job: Job, env_vars: dict, cwd: str | None) -> None:
         # ``python`` in the command is the head's interpreter, which has zactor (as Ray does).
@@ -184,6 +215,11 @@ class JobManager:
         self._cleanup(job)
 
     def _end(self, job: Job, status: str, code: int | None, message: str) -> None:
+        if job.held:
+            job.held = False
+            self.head.head_node.release({"CPU": job.cpus}, None)
+        job.pending_start = None
+        self.waiting.discard(job.job_id)
         job.status, job.exit_code, job.message = status, code, message
         job.end_time = int(time.time() * 1000)
         self._log(job)
@@ -215,6 +251,9 @@ class JobManager:
         if job.status in TERMINAL:
             return False
         job.stopping = True
+        if job.pending_start is not None:  # it never started
+            self._end(job, STOPPED, None, "Job was intentionally stopped.")
+            return True
         if job.pid:
             try:
                 os.killpg(job.pid, signal.SIGTERM)
@@ -314,6 +353,7 @@ class JobManager:
         again, one whose process is gone has FAILED."""
         import psutil
 
+        info_of: dict[str, dict] = {}
         for record in records:
             if record[0] == "job_deleted":
                 self.jobs.pop(record[1], None)
@@ -321,6 +361,7 @@ class JobManager:
             if record[0] != "job":
                 continue
             info, create_time = record[2], record[3]
+            info_of[info["submission_id"]] = info
             job = Job(info["submission_id"], info["entrypoint"], info.get("metadata") or {},
                       info.get("runtime_env") or {},
                       os.path.join(self.log_dir, f"{info['submission_id']}.log"))
@@ -330,6 +371,12 @@ class JobManager:
             job.exit_code = info.get("driver_exit_code")
             self.jobs[job.job_id] = job
         for job in self.jobs.values():
+            if job.status == PENDING and not job.pid:  # never started: it waits again
+                env = job.runtime_env
+                job.cpus = float(info_of[job.job_id].get("entrypoint_num_cpus") or 0)
+                job.pending_start = (env.get("env_vars") or {}, env.get("working_dir"))
+                self.waiting.add(job.job_id)
+                continue
             if job.status in (PENDING, RUNNING):
                 alive = False
                 try:

@@ -45,7 +45,7 @@ class JobInfo:
 
     __slots__ = ("submission_id", "job_id", "type", "entrypoint", "status", "message",
                  "metadata", "runtime_env", "start_time", "end_time", "driver_exit_code",
-                 "driver_pid")
+                 "driver_pid", "entrypoint_num_cpus")
 
     def __init__(self, info: dict) -> None:
         for name in self.__slots__:
