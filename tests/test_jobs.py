@@ -194,3 +194,22 @@ def test_entrypoint_cpus_are_held_while_the_job_runs(client, cluster, tmp_path):
     assert client.get_job_status(first) == JobStatus.SUCCEEDED
     with pytest.raises(ValueError, match="only 2 CPUs"):
         client.submit_job(entrypoint="true", entrypoint_num_cpus=3)
+
+
+def test_a_stopped_cluster_takes_its_running_jobs_along(tmp_path, monkeypatch):
+    import psutil
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        monkeypatch.setenv("ZACTOR_CLUSTER_KEY_FILE", os.path.join(c._state_dir,
+                                                                    "cluster.key"))
+        jobs = JobSubmissionClient(c.address)
+        job_id = jobs.submit_job(entrypoint="sleep 600")
+        wait_until(lambda: jobs.get_job_info(job_id).driver_pid, 30, message="the job")
+        pid = jobs.get_job_info(job_id).driver_pid
+        jobs.close()
+    finally:
+        c.shutdown()
+    proc = psutil.Process(pid) if psutil.pid_exists(pid) else None
+    assert proc is None or proc.status() == psutil.STATUS_ZOMBIE or \
+        not proc.is_running(), "the job outlived its cluster"

@@ -947,6 +947,7 @@ class Broker:
     def shutdown(self) -> None:
         """Stop the node agent (it stops the workers and removes the object files), exit.
         Node agents of other machines are told to stop too."""
+        self.jobs.shutdown()
         for agent in self.remote_agents.values():
             agent.send(encode(Msg.SHUTDOWN))
         if self.puller is not None:

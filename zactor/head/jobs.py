@@ -84,6 +84,7 @@ class JobManager:
         self.head = head
         self.jobs: dict[str, Job] = {}
         self.waiting: set[str] = set()  # jobs PENDING until their CPUs are free
+        self._popen: dict[str, subprocess.Popen] = {}  # this head's children, to reap
         state_dir = head.cfg.get("state_dir") or head.cfg.get("session_dir") or "/tmp"
         self.log_dir = os.path.join(state_dir, "jobs")
 
@@ -170,7 +171,6 @@ class JobManager:
             job.create_time = psutil.Process(proc.pid).create_time()
         except Exception:  # noqa: BLE001 - gone already: its exit is reported below
             pass
-        self._popen = getattr(self, "_popen", {})
         self._popen[job.job_id] = proc  # reaped when it exits
         job.status, job.message = RUNNING, "Job is currently running."
         self._log(job)
@@ -190,7 +190,7 @@ class JobManager:
             os.close(job.fd)
             job.fd = None
         code = None
-        proc = getattr(self, "_popen", {}).pop(job.job_id, None)
+        proc = self._popen.pop(job.job_id, None)
         if proc is not None:
             code = proc.wait()
         else:
@@ -327,6 +327,30 @@ class JobManager:
                     % config.JOB_LOG_MAX)
             f.write(keep)
             f.truncate()
+
+    def shutdown(self) -> None:
+        """The cluster stops: so do the jobs still running (a SIGKILLed head leaves them to
+        its successor instead)."""
+        running = [j for j in self.jobs.values() if j.status == RUNNING and j.pid]
+        for job in running:
+            try:
+                os.killpg(job.pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + config.JOB_STOP_GRACE_S
+        for job in running:
+            proc = self._popen.get(job.job_id)
+            try:
+                if proc is not None:
+                    proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.killpg(job.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            if proc is not None:
+                proc.wait()
 
     def housekeeping(self) -> None:
         for job in self.jobs.values():
