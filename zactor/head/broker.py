@@ -195,12 +195,6 @@ class Broker:
         except zmq.ZMQError as exc:  # pragma: no cover - peer vanished mid-send
             log.debug("send to %r failed: %s", identity, exc)
 
-    def send_tcp(self, identity: bytes, header: bytes, frames: tuple | list = ()) -> None:
-        try:
-            send_routed(self._remote_sock, identity, header, frames)
-        except zmq.ZMQError as exc:  # pragma: no cover
-            log.debug("send to %r failed: %s", identity, exc)
-
     def notify_drivers(self, level: int, text: str) -> None:
         """Log ``text`` in every driver (the head's own log would repeat it on the terminal
         the head shares with its driver)."""
@@ -357,7 +351,7 @@ class Broker:
             # An agent this head does not know: declared dead, or this head is new (it was
             # restarted) and the agent should introduce itself again.
             dead = identity in self.dead_agents
-            self.send_tcp(identity, encode(Msg.RESTART, "dead" if dead else "rejoin"))
+            self.send(identity, encode(Msg.RESTART, "dead" if dead else "rejoin"))
             return
         if self.transfer_server is not None and identity[0] >= 97:
             if mtype == Msg.FETCH:
@@ -617,10 +611,10 @@ class Broker:
         known = self.scheduler.nodes.get(node_id)
         if known is not None:
             if not known.alive:
-                self.send_tcp(identity, encode(Msg.RESTART, "dead"))
+                self.send(identity, encode(Msg.RESTART, "dead"))
                 return
             if getattr(known.agent, "identity", None) == identity:
-                self.send_tcp(identity, encode(Msg.WELCOME, {"node_id": node_id}))
+                self.send(identity, encode(Msg.WELCOME, {"node_id": node_id}))
                 return
         agent = RemoteAgent(self, identity, node_id, resources, info)
         node = Node(node_id, agent, resources, info)
@@ -629,7 +623,7 @@ class Broker:
         self.scheduler.add_node(node)
         log.info("node %s joined from %s with %s", node_id.hex()[:12], info.get("ip"),
                  {k: v for k, v in resources.items() if not k.startswith("node:")})
-        self.send_tcp(identity, encode(Msg.WELCOME, {"node_id": node_id,
+        self.send(identity, encode(Msg.WELCOME, {"node_id": node_id,
                                                      "session": self.cfg["session"]}))
         self.scheduler.top_up(node)
 
@@ -702,12 +696,6 @@ class Broker:
             self.worker_exited(node, pid, None, None, how=how)
         self.transfers.node_died(node)
         source = self.transfer_address_of(node)
-        for entry in self.objects.entries.values():
-            if entry.node is node and entry.copies:
-                alive = [(n, loc) for n, loc in entry.copies.items() if n.alive]
-                if alive:  # a copy elsewhere becomes the object's home
-                    entry.node, entry.loc = alive[0]
-                    del entry.copies[alive[0][0]]
         if source:
             for other in self.scheduler.nodes.values():
                 if other.alive and other is not self.head_node:
@@ -770,9 +758,8 @@ class Broker:
             return
         node = client.node
         if node is None:  # no store on its machine: it fetches the bytes from their node
-            home = entry.node or self.head_node
-            self.send(client.inbox, encode(Msg.OBJECT, oid, entry.status, [
-                "@", self.transfer_address_of(home), loc]))
+            self.send(client.inbox, encode(Msg.OBJECT, oid, entry.status,
+                                           self.transfers.remote_loc(entry)))
             return
         here = self.transfers.loc_on(entry, node)
         if here is None:

@@ -39,7 +39,7 @@ class RemoteAgent:
         self.transfer_address: str = info.get("transfer", "")
 
     def send(self, header: bytes) -> None:
-        self.head.send_tcp(self.identity, header)
+        self.head.send(self.identity, header)  # a lower-case identity: the TCP socket
 
     def spawn(self, count: int) -> None:
         self.send(encode(Msg.SPAWN, count))

@@ -12,7 +12,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from zactor.head import memory, status
-from zactor.head.nodes import StoreProxy
 from zactor.protocol import Msg, ProtocolError, encode
 
 if TYPE_CHECKING:
@@ -178,12 +177,9 @@ class Requests:
             raise ProtocolError("prealloc: expected a length")
         if client.node is None:
             return ["none"]  # no spare regions for writes that travel over the network
-        store = self._store(client)
-        if isinstance(store, StoreProxy):
-            store.preallocate(client.key, args,
-                              lambda value: self.reply(client, req_id, True, value))
-            return LATER
-        return store.preallocate(client.key, args)
+        self._store(client).preallocate(
+            client.key, args, lambda value: self.reply(client, req_id, True, value))
+        return LATER
 
     def abandon(self, client: Client, args: Any, req_id: int) -> Any:
         """A writer could not fill, or did not use, what it was given."""

@@ -427,8 +427,8 @@ class TaskManager:
         if far_owner is not None and not entry.freed:
             # It learns the result is ready and where; its node pulls it only if it reads it
             # (a result passed on to other tasks never travels to its owner).
-            head.send(far_owner.inbox, encode(Msg.OBJECT, oid, status, [
-                "@", head.transfer_address_of(node or head.head_node), loc]))
+            head.send(far_owner.inbox, encode(Msg.OBJECT, oid, status,
+                                              head.transfers.remote_loc(entry)))
             owner = far_owner  # not sent twice as a subscriber
         for actor_id in contained_actors:
             head.actors.add_ref(actor_id)

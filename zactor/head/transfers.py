@@ -44,6 +44,12 @@ class Transfers:
             return copies.get(node)
         return None
 
+    def remote_loc(self, entry: ObjectEntry) -> list:
+        """Where a process on no node, or on a node without a copy, finds ``entry``'s value:
+        ``["@", its node's transfer address, its loc]`` (zactor._client reads it)."""
+        return ["@", self.head.transfer_address_of(entry.node or self.head.head_node),
+                entry.loc]
+
     def want(self, oid: bytes, entry: ObjectEntry, node, client_key: bytes | None) -> None:
         """Have ``node`` pull a copy; tell ``client_key`` (if any) its location when it is
         there."""
@@ -108,10 +114,17 @@ class Transfers:
             head.subscribe(client, oid)  # the rebuilt value, or the error saying why not
 
     def node_died(self, node) -> None:
-        """Forget the copies on a dead node; pulls to it are dropped, pulls from it fail."""
+        """Forget the copies on a dead node, and let a copy elsewhere become the home of an
+        object that lived there; pulls to it are dropped, pulls from it fail."""
         for key in [k for k in self.waiting if k[1] == node.node_id]:
             del self.waiting[key]
         for entry in self.head.objects.entries.values():
             copies = entry.copies
-            if copies and node in copies:
-                del copies[node]
+            if not copies:
+                continue
+            copies.pop(node, None)
+            if entry.node is node:
+                alive = next(((n, loc) for n, loc in copies.items() if n.alive), None)
+                if alive is not None:
+                    entry.node, entry.loc = alive
+                    del copies[alive[0]]

@@ -91,7 +91,8 @@ class NodeDaemon:
                                   lambda answer: self._event("alloc", [req, answer]))
 
     def _prealloc(self, req: int, client: bytes, length: int) -> None:
-        self._event("alloc", [req, self.agent.store.preallocate(client, length)])
+        self.agent.store.preallocate(client, length,
+                                     lambda answer: self._event("alloc", [req, answer]))
 
     def _pulled(self, oid: bytes, loc: list | None, why: str | None) -> None:
         self._event("pulled", [oid, loc, why])

@@ -129,10 +129,14 @@ class ObjectStore:
             self.waiting.popleft()
             self._fallback(req)
 
-    def preallocate(self, client: bytes, length: int) -> list:
-        """A spare region of ``length`` bytes for ``client``'s next write
-        (zactor._object_store), if the store has room to spare without spilling:
-        ``["arena", offset, seal, hot, length]``, else ``["none"]``."""
+    def preallocate(self, client: bytes, length: int, respond: Callable) -> None:
+        """``respond`` gets a spare region of ``length`` bytes for ``client``'s next write
+        (zactor._object_store) if the store has room to spare without spilling:
+        ``["arena", offset, seal, hot, length]``, else ``["none"]``. (A callback, as for
+        allocate: the store may be in another process, zactor.head.nodes.StoreProxy.)"""
+        respond(self._spare_region(client, length))
+
+    def _spare_region(self, client: bytes, length: int) -> list:
         length = region_length(max(0, int(length) - HEADER))
         if self.waiting or self.free.free_bytes - length < self.capacity // 4:
             return ["none"]

@@ -262,12 +262,8 @@ class Puller:
         self.done(job.oid, None, why)
 
     def _give_back(self, answer: list | None) -> None:
-        if answer is None:
-            return
-        if answer[0] == "arena":
-            self.store.abandon(b"transfer", answer[1])
-        elif answer[0] == "file":
-            self.store.abandon(b"transfer", answer[1])
+        if answer is not None and answer[0] in ("arena", "file"):
+            self.store.abandon(b"transfer", answer[1])  # an offset, or a file's path
 
     def source_gone(self, address: str, why: str) -> None:
         """The node at ``address`` died: its pulls fail (the head rebuilds or reports)."""
