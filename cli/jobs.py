@@ -27,8 +27,30 @@ def _client(address):
 def _call(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
-    except (ValueError, TypeError, LookupError) as exc:
+    except (ValueError, TypeError, LookupError, NotImplementedError) as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _runtime_env(as_json: str | None, path: str | None) -> dict:
+    """The job's runtime_env from --runtime-env-json or --runtime-env (as Ray's CLI: not
+    both); relative paths in it are relative to this directory."""
+    import yaml
+
+    if as_json and path:
+        raise click.UsageError("give --runtime-env or --runtime-env-json, not both")
+    try:
+        if as_json:
+            env = json.loads(as_json)
+        elif path:
+            with open(path) as f:
+                env = yaml.safe_load(f) or {}
+        else:
+            return {}
+    except (ValueError, yaml.YAMLError) as exc:
+        raise click.UsageError(f"runtime_env does not parse: {exc}") from exc
+    if not isinstance(env, dict):
+        raise click.UsageError("runtime_env must be a mapping")
+    return env
 
 
 @click.group()
@@ -38,19 +60,22 @@ def job() -> None:
 
 @job.command(context_settings={"ignore_unknown_options": True})
 @_ADDRESS
-@click.option("--working-dir", default=None, help="Directory the job runs in.")
+@click.option("--working-dir", default=None,
+              help="Local directory (or zip) uploaded for the job to run in.")
 @click.option("--runtime-env-json", default=None, help="runtime_env as JSON.")
+@click.option("--runtime-env", "runtime_env_file", default=None,
+              type=click.Path(exists=True, dir_okay=False), help="runtime_env as a YAML file.")
 @click.option("--submission-id", default=None, help="The job's id (default: a new one).")
 @click.option("--entrypoint-num-cpus", type=float, default=None)
 @click.option("--no-wait", is_flag=True, help="Return once submitted; do not follow its logs.")
 @click.argument("entrypoint", nargs=-1, required=True, type=click.UNPROCESSED)
-def submit(address, working_dir, runtime_env_json, submission_id, entrypoint_num_cpus,
-           no_wait, entrypoint) -> None:
+def submit(address, working_dir, runtime_env_json, runtime_env_file, submission_id,
+           entrypoint_num_cpus, no_wait, entrypoint) -> None:
     """Submit ENTRYPOINT (after --) as a job; follow its logs until it ends, and exit 0 if it
     succeeded."""
     from zactor.job_submission import JobStatus
 
-    runtime_env = json.loads(runtime_env_json) if runtime_env_json else {}
+    runtime_env = _runtime_env(runtime_env_json, runtime_env_file)
     if working_dir:
         runtime_env["working_dir"] = os.path.abspath(working_dir)
     client = _client(address)

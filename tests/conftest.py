@@ -21,6 +21,13 @@ TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 if TESTS_DIR not in sys.path:
     sys.path.insert(0, TESTS_DIR)
 
+# Runtime environments' packages and virtualenvs (zactor.runtime_env) go to a directory of
+# this session's, removed at its end, not to the user's cache on this machine.
+import tempfile  # noqa: E402
+
+RUNTIME_ENV_DIR = tempfile.mkdtemp(prefix="zactor-test-runtime-env-")
+os.environ["ZACTOR_RUNTIME_ENV_DIR"] = RUNTIME_ENV_DIR
+
 import zactor  # noqa: E402
 
 # Every process this test session starts inherits this marker, so the leak check can tell our
@@ -44,8 +51,11 @@ def _shm_entries() -> set[str]:
 def _session_dirs() -> set[str]:
     """Session directories (sockets, spilled objects) under /tmp/zactor-<uid>/, as
     ``zactor-<session>`` names so that they compare with the shm entries."""
-    try:  # "registry" holds the records of zactor head/worker (zactor._registry)
-        return {"zactor-" + name for name in os.listdir(SESSION_ROOT) if name != "registry"}
+    try:  # "registry" holds the records of zactor head/worker (zactor._registry), and
+        # "runtime_resources" is the machine's cache of runtime environments: both are meant
+        # to stay
+        return {"zactor-" + name for name in os.listdir(SESSION_ROOT)
+                if name not in ("registry", "runtime_resources")}
     except FileNotFoundError:
         return set()
 
@@ -139,6 +149,9 @@ def no_leaked_processes_or_shm_files():
         problems.append(f"session directories outlived the test session: {sessions}")
     if namespaces:
         problems.append(f"network namespaces or links outlived the test session: {namespaces}")
+    import shutil
+
+    shutil.rmtree(RUNTIME_ENV_DIR, ignore_errors=True)
     assert not problems, "; ".join(problems)
 
 

@@ -1,11 +1,13 @@
 """The README's "Run a cluster" section, command for command: ``zactor head --daemon``, two
-``zactor worker --address ... --daemon``, the example driver; then ``zactor status`` and
+``zactor worker --address ... --daemon``, the example driver, the job submitted from another
+directory (its command read from the README itself); then ``zactor status`` and
 ``zactor stop``. Isolated from any other cluster of this user by its own HOME, port and
 socket root (where the pid files live)."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -45,6 +47,13 @@ def zactor(env, *args, timeout=120) -> str:
     return out.stdout
 
 
+def readme_job_command() -> str:
+    with open(os.path.join(REPO, "README.md")) as f:
+        text = f.read()
+    section = text[text.index("**A job from another directory.**"):]
+    return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+
+
 def test_the_readme_cluster_in_four_commands(env):
     port = env["ZACTOR_PORT"]
     address = f"tcp://127.0.0.1:{port}"
@@ -61,6 +70,15 @@ def test_the_readme_cluster_in_four_commands(env):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "3 nodes" in out.stdout and out.stdout.rstrip().endswith("OK")
     assert out.stdout.count("tasks on ") == 3  # SPREAD used every node
+
+    job = subprocess.run(["bash", "-c", readme_job_command()], capture_output=True, text=True,
+                         timeout=300, cwd=REPO,
+                         env={**env, "PATH": os.path.dirname(ZACTOR) + ":" + env["PATH"]})
+    assert job.returncode == 0, job.stdout + job.stderr
+    assert "Hello from greeter 1.0: the sum of squares is 285 (tasks saw greeter 1.0)" \
+        in job.stdout
+    assert "runtime_env: setting up the job's environment" in job.stdout
+    assert "succeeded" in job.stderr
 
     status = zactor(env, "status")
     assert status.count("alive") == 3 and "Encrypted and authenticated" in status

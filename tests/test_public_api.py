@@ -9,9 +9,10 @@ EXPECTED = {
     "__version__", "actor", "available_resources", "cancel", "cloudpickle",
     "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids", "get_runtime_context",
     "init", "is_initialized", "kill", "method", "nodes", "put", "remote", "remote_function",
-    "runtime_context", "shutdown", "util", "wait",
+    "runtime_context", "runtime_env", "shutdown", "util", "wait",
 }
-MODULES = {"actor", "cloudpickle", "exceptions", "remote_function", "runtime_context", "util"}
+MODULES = {"actor", "cloudpickle", "exceptions", "remote_function", "runtime_context",
+           "runtime_env", "util"}
 
 
 def test_public_names_are_exactly_the_documented_ones():

@@ -63,6 +63,7 @@ _WHERE = {
     "exceptions": "zactor.exceptions",
     "remote_function": "zactor.remote_function",
     "runtime_context": "zactor.runtime_context",
+    "runtime_env": "zactor.runtime_env",
     "util": "zactor.util",
     "cloudpickle": "cloudpickle",  # Ray re-exports the cloudpickle it uses: so do we
 }
@@ -93,6 +94,7 @@ __all__ = [
     "remote",
     "remote_function",
     "runtime_context",
+    "runtime_env",
     "shutdown",
     "util",
     "wait",

@@ -149,6 +149,7 @@ class ActorClass:
             "max_task_retries": options.get("max_task_retries") or 0,
             "supervisor": options.get("_supervisor"),
             "strategy": _options.strategy_spec(options.get("scheduling_strategy")),
+            "env": _options.env_key(core, options),
         }
         spec = [_ids.new_task_id(), TaskKind.ACTOR_CREATE, f"{self.__name__}.__init__",
                 self._exported.hash, 0, hold, 0, False, None, None, None, actor_id, None,

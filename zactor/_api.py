@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import sys
@@ -70,8 +71,9 @@ def init(
     unknown = sorted(set(kwargs) - _IGNORED_INIT_KWARGS)
     if unknown:
         raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(unknown)}")
-    if runtime_env:
-        raise NotImplementedError("runtime_env is not supported yet")
+    from zactor.runtime_env import _spec
+
+    env = _spec.validate(runtime_env)
     with _init_lock:
         if _state.core is not None:
             if ignore_reinit_error:
@@ -84,7 +86,9 @@ def init(
         if address not in (None, "local"):
             if not isinstance(address, str):
                 raise TypeError(f"address must be a string, got {address!r}")
-            return _connect(address, namespace, log_to_driver)
+            info = _connect(address, namespace, log_to_driver)
+            _job_runtime_env(env)
+            return info
         for key, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 0):
@@ -110,7 +114,26 @@ def init(
         core.log_to_driver = log_to_driver
         _state.core = core
         _state.driver = DriverState(ns, cluster, cluster.session)
+        _job_runtime_env(env)
         return _context_info()
+
+
+def _job_runtime_env(env: dict) -> None:
+    """Give this driver's tasks and actors their environment: ``init``'s, merged with that
+    of the job this driver runs as (uploaded already by who submitted it). On a bad one,
+    init fails and leaves nothing connected."""
+    from zactor.runtime_env import _spec, _upload
+
+    job = json.loads(os.environ.get("ZACTOR_RUNTIME_ENV") or "{}") \
+        if os.environ.get("ZACTOR_JOB_ID") else {}
+    if not env and not job:
+        return
+    core = _state.core
+    try:
+        core.runtime_env = _upload.resolve(core, _spec.merge_job(job, env)) or None
+    except BaseException:
+        shutdown()  # what init started stops, as on any error
+        raise
 
 
 def _anonymous_namespace() -> str:

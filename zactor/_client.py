@@ -103,6 +103,11 @@ class CoreClient:
         self._replies: dict[int, tuple] = {}
         self._req_ids = itertools.count(1)
         self.shipped: set[bytes] = set()
+        # Runtime environments (zactor.runtime_env._upload): the one this process's tasks
+        # inherit, the pool keys of those it submitted with, and the packages it uploaded.
+        self.runtime_env: dict | None = None
+        self.env_keys: dict[str, tuple] = {}
+        self.uploaded_packages: set[str] = set()
         self.routes = Routes(self)
         # Set before the I/O thread starts: work may arrive right behind the WELCOME.
         self.on_task = on_task

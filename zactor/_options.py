@@ -85,8 +85,9 @@ def _check(key: str, value: Any) -> None:
     elif key == "scheduling_strategy":
         strategy_spec(value)  # raises on what is not a strategy
     elif key == "runtime_env":
-        if value:
-            raise NotImplementedError("runtime_env is not supported yet")
+        from zactor.runtime_env._spec import validate as check_env
+
+        check_env(value)
     elif key == "get_if_exists":
         if not isinstance(value, bool):
             raise ValueError(f"get_if_exists must be a bool, got {value!r}")
@@ -131,6 +132,15 @@ def retry_policy(value: Any) -> bool | bytes:
 def max_retries(options: dict[str, Any]) -> int:
     value = options.get("max_retries")
     return config.DEFAULT_MAX_RETRIES if value is None else value
+
+
+def env_key(core: Any, options: dict[str, Any]) -> str | None:
+    """The worker pool key of a task's or actor's ``runtime_env`` (inherited from its job or
+    parent task; uploaded and registered with the head on first use)."""
+    from zactor.runtime_env import _spec, _upload
+
+    env = options.get("runtime_env")
+    return _upload.for_submission(core, _spec.validate(env) if env else None)
 
 
 def strategy_spec(strategy: Any) -> object:

@@ -58,7 +58,7 @@ class RemoteFunction:
         _options.validate(options, _options.TASK_OPTIONS, "a remote function")
         return _BoundFunction(self, {**self._options, **options})
 
-    def _prepare(self, options: dict[str, Any]) -> dict:
+    def _prepare(self, options: dict[str, Any], core: Any) -> dict:
         from zactor._api import warn_if_infeasible
 
         resources = _options.task_resources(options)
@@ -70,14 +70,14 @@ class RemoteFunction:
             "max_retries": _options.max_retries(options),
             "retry": _options.retry_policy(options.get("retry_exceptions")),
             "name": name,
-            "spec_options": _spec_options(options),
+            "spec_options": _spec_options(options, core),
         }
 
     def _remote(self, args: tuple, kwargs: dict, options: dict, holder: Any) -> Any:
         core = _state.core or _auto_core()
         prepared = holder._prepared
         if prepared is None or prepared["core"] is not core:
-            prepared = holder._prepared = self._prepare(options)
+            prepared = holder._prepared = self._prepare(options, core)
             prepared["core"] = core
         if self._exported is None:
             self._exported = Exported(self._function, f"the function {self._name!r}")
@@ -98,10 +98,17 @@ class RemoteFunction:
         return refs
 
 
-def _spec_options(options: dict[str, Any]) -> dict | None:
-    """What of a task's options the head needs: its placement strategy, if not default."""
+def _spec_options(options: dict[str, Any], core: Any) -> dict | None:
+    """What of a task's options the head needs: its placement strategy and its runtime
+    environment's key, where not the default."""
+    out = {}
     strategy = _options.strategy_spec(options.get("scheduling_strategy"))
-    return None if strategy is None else {"strategy": strategy}
+    if strategy is not None:
+        out["strategy"] = strategy
+    env = _options.env_key(core, options)
+    if env is not None:
+        out["env"] = env
+    return out or None
 
 
 class _BoundFunction:

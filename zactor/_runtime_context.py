@@ -107,6 +107,20 @@ class RuntimeContext:
             raise RuntimeError("is_canceled() is not supported in an async actor")
         return worker.is_canceled()
 
+    @property
+    def runtime_env(self):
+        """The runtime environment of this task or actor (of the job, in a driver), in its
+        resolved form: packages named by their URIs."""
+        from zactor.runtime_env import RuntimeEnv
+
+        core = _state.core
+        return RuntimeEnv(_validate=False, **((core.runtime_env if core else None) or {}))
+
+    def get_runtime_env_string(self) -> str:
+        import json
+
+        return json.dumps(dict(self.runtime_env))
+
     def get_job_id(self) -> str:
         core = _state.core
         return core.welcome.get("session", "").encode().hex() if core else ""

@@ -114,3 +114,13 @@ CLIENT_TIMEOUT_S: float = _env_float("CLIENT_TIMEOUT_S", 30.0)
 JOB_LOG_MAX: int = _env_int("JOB_LOG_MAX", 100 * 1024 * 1024)
 #: Seconds a stopped job's processes get after SIGTERM before SIGKILL.
 JOB_STOP_GRACE_S: float = _env_float("JOB_STOP_GRACE_S", 3.0)
+
+#: Where runtime environments' packages, unpacked directories and virtualenvs are kept on a
+#: machine, shared by its nodes (empty: /tmp/zactor-<uid>/runtime_resources).
+RUNTIME_ENV_DIR: str = os.environ.get("ZACTOR_RUNTIME_ENV_DIR", "")
+#: Largest working_dir or py_modules package, in bytes (Ray's limit, 500 MiB).
+RUNTIME_ENV_PACKAGE_MAX: int = _env_int("RUNTIME_ENV_PACKAGE_MAX", 500 * 1024 * 1024)
+#: Bytes per message when a package is uploaded to the head or fetched from it.
+RUNTIME_ENV_UPLOAD_CHUNK: int = _env_int("RUNTIME_ENV_UPLOAD_CHUNK", 8 * 1024 * 1024)
+#: Seconds an environment's setup (pip) may take unless its config says otherwise (Ray's).
+RUNTIME_ENV_SETUP_TIMEOUT_S: float = _env_float("RUNTIME_ENV_SETUP_TIMEOUT_S", 600.0)

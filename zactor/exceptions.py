@@ -186,6 +186,11 @@ class ActorUnschedulableError(TaskUnschedulableError):
     """An actor that can never be placed (Ray's name)."""
 
 
+class RuntimeEnvSetupError(ZactorError):
+    """The task's, actor's or job's runtime environment could not be set up on its node
+    (Ray's name); the message carries why, with pip's output when pip failed."""
+
+
 class HandshakeRefusedError(ZactorError, ConnectionError):
     """The head refused this process at connection: another zactor, protocol or Python
     version (both are named), or a node it declared dead."""
@@ -200,3 +205,5 @@ class _ActorExit(BaseException):  # noqa: N818 - a signal, not an error
 RayError = ZactorError
 RayTaskError = TaskError
 RayActorError = ActorError
+#: The zactor-named alias (Ray's own name is RuntimeEnvSetupError itself).
+ZactorRuntimeEnvSetupError = RuntimeEnvSetupError

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgpack
 
-VERSION = 2
+VERSION = 3
 
 #: A refusal starts with this byte where a header has its version, so that a peer of *any*
 #: protocol version can read why it was refused (a different zactor version, say): the rest
@@ -66,6 +66,10 @@ class Msg(enum.IntEnum):
     HEARTBEAT = 36
     NODE_EVENT = 37  # agent -> head: a store's answer or event
     RESTART = 38  # head -> agent: the node was declared dead; start again, clean
+    # agent -> head: a chunk of a runtime environment's package, please; head -> agent: it
+    PACKAGE = 39
+    # a worker setting up its runtime environment -> head (the head echoes a "failed")
+    ENV_EVENT = 43
     # node <-> node (and head): pulling a large object in chunks
     FETCH = 40
     CHUNK = 41
@@ -110,8 +114,9 @@ FIELDS: dict[Msg, tuple[str, ...]] = {
     Msg.ROUTE: ("actor_id", "address", "seen"),
     # info: versions, host, store (arena path, capacity), transfer address, live workers
     Msg.NODE_HELLO: ("node_id", "resources", "info"),
-    Msg.SPAWN: ("count",),
-    Msg.WORKER_EXIT: ("pid", "exitcode", "signal"),
+    # env_key None: the default environment; else the resolved environment (a dict)
+    Msg.SPAWN: ("count", "env_key", "env"),
+    Msg.WORKER_EXIT: ("pid", "exitcode", "signal", "env_key"),
     Msg.KILL_WORKER: ("pid", "signal"),
     # op: sealed, free, touch, abandon, client_gone, lose, alloc, prealloc, pull; args a list
     Msg.STORE: ("op", "args"),
@@ -121,6 +126,11 @@ FIELDS: dict[Msg, tuple[str, ...]] = {
     # event: alloc (a reply: [req, answer]), spilled [oid, loc], pulled [oid, loc | None, why]
     Msg.NODE_EVENT: ("event", "args"),
     Msg.RESTART: ("why",),
+    # asked with total 0; answered with the package's size and the bytes at ``offset``
+    # (none, and an error, if the head has no such package)
+    Msg.PACKAGE: ("uri", "offset", "total", "error"),  # | the bytes, in an answer
+    # event: "log" (a line of the setup's output) or "failed" (text: why, with pip's output)
+    Msg.ENV_EVENT: ("node_id", "env_key", "event", "text"),
     # the bytes [offset, offset + length) of the stored object ``oid`` at the holder's ``loc``
     Msg.FETCH: ("oid", "loc", "offset", "length"),
     Msg.CHUNK: ("oid", "offset", "error"),  # | the bytes (none if error, or an ack)

@@ -44,6 +44,7 @@ from zactor.head.nodes import RemoteAgent
 from zactor.head.objects import ObjectDirectory
 from zactor.head.records import Client, Worker
 from zactor.head.requests import Requests
+from zactor.head.runtime_envs import RuntimeEnvs
 from zactor.head.scheduler import Node, Scheduler
 from zactor.head.tasks import TaskManager
 from zactor.head.transfers import Transfers
@@ -60,6 +61,7 @@ from zactor.protocol import (
     encode,
     refusal,
 )
+from zactor.runtime_env._setup import SETUP_UNREPORTED_EXIT
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +112,12 @@ class Broker:
         self.objects = ObjectDirectory(self.free_copy, self._release_actor)
         self.scheduler = Scheduler(self._dispatch, self._spawn, self.notify_drivers,
                                    lambda task, why: self.tasks.unschedulable(task, why))
+        self.scheduler.retire = self.retire_worker
         self.tasks = TaskManager(self)
         self.actors = ActorManager(self)
         self.requests = Requests(self)
         self.jobs = JobManager(self)
+        self.envs = RuntimeEnvs(self)
         self.timers: list = []  # (when, sequence, callable), a heap: see later()
         self.sys_path: list[str] = list(cfg.get("sys_path", []))
         self.dropped = 0
@@ -145,6 +149,7 @@ class Broker:
             Msg.HEARTBEAT: self.on_heartbeat,
             Msg.WORKER_EXIT: self.on_worker_exit,
             Msg.NODE_EVENT: self.on_node_event,
+            Msg.PACKAGE: lambda agent, fields: self.envs.on_package(agent, fields),
         }
         if agent is not None:
             node = Node(agent.node_id, agent, agent.resources, agent.info)
@@ -169,6 +174,7 @@ class Broker:
                 old_head = record[1]
         lost = self.actors.restore(records, old_head) if records else []
         self.jobs.restore(records)
+        self.envs.restore(records)
         if records:
             self.restored_at = time.monotonic()
             self.recovery_until = self.restored_at + config.HEAD_RECOVERY_S
@@ -176,7 +182,7 @@ class Broker:
         self.actors.lost_with_old_head(lost)
 
     def _snapshot(self) -> list[list]:
-        snapshot = self.actors.snapshot() + self.jobs.snapshot()
+        snapshot = self.actors.snapshot() + self.jobs.snapshot() + self.envs.snapshot()
         if self.head_node is not None:
             snapshot.append(["head_node", self.head_node.node_id])
         return snapshot
@@ -340,6 +346,9 @@ class Broker:
         if mtype == Msg.NODE_HELLO:
             self.on_node_hello(identity, fields)
             return
+        if mtype == Msg.ENV_EVENT and identity[:1] in (b"e", b"E"):
+            self.envs.on_event(identity, fields)
+            return
         agent = self.remote_agents.get(identity)
         if agent is not None:
             handler = self.node_handlers.get(mtype)
@@ -429,9 +438,11 @@ class Broker:
         if kind == "worker":
             client.node = node
             worker = Worker(client, node, pid)
+            worker.env = info.get("env_key")
             client.worker = worker
             node.workers[pid] = worker
-            node.starting = max(0, node.starting - 1)
+            if resume is None:
+                node.started(worker.env)
             self.workers_by_pid[(node.node_id, pid)] = worker
             if resume is not None:
                 self._resume_worker(worker, resume)
@@ -564,23 +575,28 @@ class Broker:
             log.error("the node's zygote died: no worker can start any more; stopping")
             self.stopping = True
             return
-        for pid, exitcode, sig in exits:
-            self.worker_exited(node, pid, exitcode, sig)
+        for pid, exitcode, sig, env_key in exits:
+            self.worker_exited(node, pid, exitcode, sig, env_key=env_key)
 
     def worker_idle(self, worker: Worker) -> None:
         if worker.actor is None and not worker.exiting:
             worker.idle_since = time.monotonic()
-            worker.node.idle.append(worker)
+            worker.node.pool(worker.env).append(worker)
 
-    def worker_exited(self, node: Node, pid: int, exitcode, sig, how: str | None = None) -> None:
+    def worker_exited(self, node: Node, pid: int, exitcode, sig, how: str | None = None,
+                      env_key: str | None = None) -> None:
         worker = self.workers_by_pid.pop((node.node_id, pid), None)
-        if worker is None:
-            node.starting = max(0, node.starting - 1)
+        if worker is None:  # it never joined: it failed to start (or to set up its env)
+            node.started(env_key)
+            if env_key is not None and exitcode == SETUP_UNREPORTED_EXIT:
+                self.envs.failed(env_key, f"A worker for the runtime environment {env_key} "
+                                 f"failed to set it up on node {node.node_id.hex()[:12]} "
+                                 "(and could not say why)")
             self.scheduler.top_up(node)
             return
         node.workers.pop(pid, None)
         try:
-            node.idle.remove(worker)
+            node.pool(worker.env).remove(worker)
         except ValueError:
             pass
         how = how or describe_exit(exitcode, sig)
@@ -634,8 +650,8 @@ class Broker:
     def on_worker_exit(self, agent: RemoteAgent, fields: list) -> None:
         node = self.scheduler.nodes.get(agent.node_id)
         if node is not None:
-            pid, code, sig = fields
-            self.worker_exited(node, pid, code, sig)
+            pid, code, sig, env_key = fields
+            self.worker_exited(node, pid, code, sig, env_key=env_key)
 
     def on_node_event(self, agent: RemoteAgent, fields: list) -> None:
         event, args = fields
@@ -690,7 +706,9 @@ class Broker:
             agent.send(encode(Msg.RESTART, "dead"))  # heard only if it is still there
             agent.store.died()
         node.starting = 0
+        node.env_starting.clear()
         node.idle.clear()
+        node.env_idle.clear()
         how = f"was lost with its node {name} ({why})"
         for pid in list(node.workers):
             self.worker_exited(node, pid, None, None, how=how)
@@ -706,8 +724,11 @@ class Broker:
     def _dispatch(self, task, node: Node, worker: Worker) -> None:
         self.tasks.dispatch(task, node, worker)
 
-    def _spawn(self, node: Node, count: int) -> None:
-        node.agent.spawn(count)
+    def _spawn(self, node: Node, count: int, env_key: str | None = None) -> None:
+        if env_key is None:
+            node.agent.spawn(count)
+        else:
+            node.agent.spawn(count, env_key, self.envs.envs[env_key])
 
     def kill_worker(self, worker: Worker, sig: int = signal.SIGKILL) -> None:
         worker.exiting = True

@@ -15,6 +15,7 @@ FAILED if it is gone.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from zactor import config
 from zactor._process import pidfd
+from zactor.runtime_env._setup import SETUP_FAILED_EXIT
 
 if TYPE_CHECKING:
     from zactor.head.broker import Broker
@@ -60,7 +62,7 @@ class Job:
         self.drivers: set[bytes] = set()  # keys of the zactor drivers its process started
         self.cpus = 0.0  # entrypoint_num_cpus: held on the head's node while it runs
         self.held = False
-        self.pending_start: tuple | None = None  # (env_vars, cwd) while it waits for CPUs
+        self.pending_start: bool | None = None  # True while it waits for its CPUs
 
     @property
     def exit_file(self) -> str:
@@ -100,19 +102,7 @@ class JobManager:
         if job_id in self.jobs:
             raise ValueError(f"Job with submission_id {job_id} already exists. Please use a "
                              "different submission_id.")
-        runtime_env = args.get("runtime_env") or {}
-        if not isinstance(runtime_env, dict):
-            raise TypeError("runtime_env must be a dict")
-        unknown = set(runtime_env) - {"env_vars", "working_dir"}
-        if unknown:
-            raise ValueError(f"runtime_env keys not supported for jobs yet: {sorted(unknown)}")
-        env_vars = runtime_env.get("env_vars") or {}
-        if not isinstance(env_vars, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()):
-            raise TypeError("runtime_env['env_vars'] must map strings to strings")
-        cwd = runtime_env.get("working_dir")
-        if cwd is not None and not (isinstance(cwd, str) and os.path.isdir(cwd)):
-            raise ValueError(f"working_dir {cwd!r} is not a directory on the head's machine")
+        runtime_env = self._checked_env(args.get("runtime_env"))
         cpus = args.get("entrypoint_num_cpus") or 0
         if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus < 0:
             raise ValueError(f"entrypoint_num_cpus must be a non-negative number, got {cpus!r}")
@@ -125,7 +115,7 @@ class JobManager:
                   os.path.join(self.log_dir, f"{job_id}.log"))
         job.cpus = float(cpus)
         self.jobs[job_id] = job
-        job.pending_start = (env_vars, cwd)
+        job.pending_start = True
         self.waiting.add(job_id)
         self._log(job)
         self.start_pending()
@@ -142,25 +132,45 @@ class JobManager:
                     continue
                 node.acquire({"CPU": job.cpus})
                 job.held = True
-            env_vars, cwd = job.pending_start
             job.pending_start = None
             self.waiting.discard(job_id)
-            self._start(job, env_vars, cwd)
+            self._start(job)
 
-    def _start(self, job: Job, env_vars: dict, cwd: str | None) -> None:
-        # ``python`` in the command is the head's interpreter, which has zactor (as Ray does).
+    def _checked_env(self, env: Any) -> dict:
+        """A job's runtime_env, as its client resolved it (its packages uploaded)."""
+        from zactor.runtime_env import _spec
+
+        try:
+            env = _spec.validate(env)
+        except NotImplementedError as exc:
+            raise ValueError(str(exc)) from None
+        if not _spec.is_resolved(env):
+            raise ValueError("a job's runtime_env must name uploaded packages, not local "
+                             "paths: submit it with JobSubmissionClient or zactor job submit")
+        for uri in _spec.packages_of(env):
+            if not self.head.envs.packages.has(uri):
+                raise ValueError(f"runtime_env package {uri} was never uploaded")
+        return env
+
+    def _start(self, job: Job) -> None:
+        # ``python`` in the command is the head's interpreter, which has zactor (as Ray does),
+        # unless the job's environment has a virtualenv (zactor.runtime_env._job).
         path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-        env = {**os.environ, "PATH": path, **env_vars, "ZACTOR_ADDRESS": self.head.address,
-               "ZACTOR_JOB_ID": job.job_id}
+        env = {**os.environ, "PATH": path, "ZACTOR_ADDRESS": self.head.address,
+               "ZACTOR_JOB_ID": job.job_id, "PYTHONUNBUFFERED": "1"}
         env.pop("ZACTOR_CLUSTER_KEY", None)  # the local socket needs no key
+        env.pop("ZACTOR_RUNTIME_ENV", None)
+        if job.runtime_env:
+            env["ZACTOR_RUNTIME_ENV"] = json.dumps(job.runtime_env)
         try:
             with open(job.log_path, "ab") as out:
                 # The shell writes the exit code down: a head restarted meanwhile is not the
                 # process's parent and could not read it otherwise.
                 script = f'{job.entrypoint}\nrc=$?\necho $rc > "{job.exit_file}"\nexit $rc'
-                proc = subprocess.Popen(["/bin/sh", "-c", script], cwd=cwd, env=env,
-                                        stdin=subprocess.DEVNULL, stdout=out,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "zactor.runtime_env._job", job.exit_file, script],
+                    env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True)
         except OSError as exc:
             self._end(job, FAILED, None, f"Job failed to start: {exc}")
             return
@@ -205,6 +215,10 @@ class JobManager:
             self._end(job, STOPPED, code, "Job was intentionally stopped.")
         elif code == 0:
             self._end(job, SUCCEEDED, code, "Job finished successfully.")
+        elif code == SETUP_FAILED_EXIT and os.path.exists(job.exit_file + ".env"):
+            with open(job.exit_file + ".env") as f:
+                why = f.read()
+            self._end(job, FAILED, code, f"Job failed: RuntimeEnvSetupError: {why}")
         elif code is None:
             self._end(job, FAILED, None, "The job's driver is gone (the head restarted "
                       "without it).")
@@ -240,7 +254,7 @@ class JobManager:
             client = self.head.clients.get(key)
             if client is not None:
                 self.head.drop_client(client)
-        for path in (job.exit_file,):
+        for path in (job.exit_file, job.exit_file + ".env"):
             try:
                 os.unlink(path)
             except OSError:
@@ -396,9 +410,8 @@ class JobManager:
             self.jobs[job.job_id] = job
         for job in self.jobs.values():
             if job.status == PENDING and not job.pid:  # never started: it waits again
-                env = job.runtime_env
                 job.cpus = float(info_of[job.job_id].get("entrypoint_num_cpus") or 0)
-                job.pending_start = (env.get("env_vars") or {}, env.get("working_dir"))
+                job.pending_start = True
                 self.waiting.add(job.job_id)
                 continue
             if job.status in (PENDING, RUNNING):

@@ -41,8 +41,8 @@ class RemoteAgent:
     def send(self, header: bytes) -> None:
         self.head.send(self.identity, header)  # a lower-case identity: the TCP socket
 
-    def spawn(self, count: int) -> None:
-        self.send(encode(Msg.SPAWN, count))
+    def spawn(self, count: int, env_key: str | None = None, env: dict | None = None) -> None:
+        self.send(encode(Msg.SPAWN, count, env_key, env))
 
     def kill(self, pid: int, sig: int) -> None:
         self.send(encode(Msg.KILL_WORKER, pid, sig))

@@ -38,7 +38,7 @@ class Client:
 
 class Worker:
     __slots__ = ("client", "node", "pid", "task", "actor", "known_fns", "blocked", "idle_since",
-                 "calls", "exiting", "resumed_busy")
+                 "calls", "exiting", "resumed_busy", "env")
 
     def __init__(self, client: Client, node, pid: int) -> None:
         self.client = client
@@ -52,13 +52,14 @@ class Worker:
         self.idle_since = 0.0
         self.exiting = False
         self.resumed_busy = False  # ran a task of the previous head's when it reconnected
+        self.env: str | None = None  # the key of its runtime environment (None: default)
 
 
 class TaskRecord:
     __slots__ = ("spec", "task_id", "frames", "owner", "return_ids", "place", "hold", "shape",
                  "waiting", "worker", "node", "assigned", "retries_left", "parent", "state",
                  "acquired", "cancelled", "caller", "direct", "lineage_users",
-                 "lineage_inline", "lineage_upstream", "stream", "strategy", "prefer")
+                 "lineage_inline", "lineage_upstream", "stream", "strategy", "prefer", "env")
 
     def __init__(self, spec: list, frames: list, owner: bytes, return_ids: list[bytes],
                  place: dict, hold: dict) -> None:
@@ -77,7 +78,9 @@ class TaskRecord:
             strategy = tuple(strategy)
         self.strategy = strategy
         self.prefer = None  # the node holding most of its large arguments
-        self.shape = (tuple(sorted(place.items())), strategy)
+        # Its runtime environment's key: it runs only in a worker made for that environment.
+        self.env = options.get("env") if options else None
+        self.shape = (tuple(sorted(place.items())), strategy, self.env)
         self.waiting = 0  # dependencies not ready yet
         self.worker: Worker | None = None
         self.node = None

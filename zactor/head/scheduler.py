@@ -5,6 +5,11 @@ tasks of another shape behind it. A task is placed on a node whose free resource
 that has an idle worker; if resources are free but no worker is idle, the node's agent is asked
 to fork more, which is how nested tasks and zero-CPU tasks never deadlock a busy pool.
 
+Workers are pooled per runtime environment: a task whose environment is not the default
+one queues apart and runs only in a worker made for that environment (started on demand, as
+above, and let go after IDLE_WORKER_TIMEOUT_S idle); the warm pool is the default
+environment's alone, and work of other environments never takes its workers.
+
 Two bounds apply to those extra workers. Workers that are running (not blocked in ``get``) are
 capped per CPU, which only zero-CPU tasks can reach. Workers blocked in ``get`` are not capped
 by count: each waits on tasks it submitted, and those need workers of their own, so a tree of
@@ -32,16 +37,20 @@ _STARVED_NOTICE_S = 10.0
 class Node:
     __slots__ = ("node_id", "agent", "total", "available", "idle", "workers", "starting",
                  "gpu_free", "shm_dir", "alive", "warm_target", "info", "max_workers",
-                 "busy_actors", "blocked", "warn_at", "starved_noticed")
+                 "busy_actors", "blocked", "warn_at", "starved_noticed", "env_idle",
+                 "env_starting")
 
     def __init__(self, node_id: bytes, agent, resources: dict, info: dict) -> None:
         self.node_id = node_id
         self.agent = agent  # spawns and kills the node's workers, frees its object files
         self.total = dict(resources)
         self.available = dict(resources)
-        self.idle: collections.deque = collections.deque()
+        self.idle: collections.deque = collections.deque()  # the default environment's
+        self.env_idle: dict[str, collections.deque] = {}  # other environments', by key
         self.workers: dict[int, object] = {}
-        self.starting = 0
+        self.starting = 0  # workers asked for and not joined yet, of every environment
+        self.env_starting: dict[str, int] = {}  # of those, the other environments'
+
         self.gpu_free = [1.0] * int(resources.get("GPU", 0))
         self.shm_dir = info.get("shm_dir")
         self.alive = True
@@ -53,6 +62,28 @@ class Node:
         self.blocked = 0  # task workers blocked in get (their CPU is lent out)
         self.warn_at = self.max_workers  # warn when the node's workers pass this, then double it
         self.starved_noticed = 0.0
+
+    def pool(self, env: str | None) -> collections.deque:
+        """The idle workers of environment ``env``."""
+        if env is None:
+            return self.idle
+        pool = self.env_idle.get(env)
+        if pool is None:
+            pool = self.env_idle[env] = collections.deque()
+        return pool
+
+    def starting_of(self, env: str | None) -> int:
+        if env is None:
+            return self.starting - sum(self.env_starting.values())
+        return self.env_starting.get(env, 0)
+
+    def started(self, env: str | None) -> None:
+        """A worker of ``env`` joined, or failed to."""
+        self.starting = max(0, self.starting - 1)
+        if env is not None and env in self.env_starting:
+            self.env_starting[env] -= 1
+            if self.env_starting[env] <= 0:
+                del self.env_starting[env]
 
     def fits(self, req: dict) -> bool:
         avail = self.available
@@ -129,6 +160,8 @@ class Scheduler:
         self.unschedulable = unschedulable
         self.queued = 0
         self._spread = 0  # where the next SPREAD task starts looking
+        # Ends an idle worker (it exits): to make room for another environment's.
+        self.retire: Callable | None = None
 
     # -- nodes -------------------------------------------------------------------------------
 
@@ -179,7 +212,7 @@ class Scheduler:
         if not self.queued:
             return
         nodes = [n for n in self.nodes.values() if n.alive]
-        wanted: dict[bytes, int] = {}
+        wanted: dict[tuple, int] = {}  # (node id, environment) -> workers to start
         for shape, q in list(self.queues.items()):
             while q:
                 task = q[0]
@@ -196,11 +229,13 @@ class Scheduler:
                         if self.unschedulable is not None:
                             self.unschedulable(task, order)
                         continue
+                env = task.env
                 for node in order:
                     if not node.fits(req):
                         continue
-                    if node.idle:
-                        worker = node.idle.popleft()
+                    idle = node.idle if env is None else node.env_idle.get(env)
+                    if idle:
+                        worker = idle.popleft()
                         q.popleft()
                         self.queued -= 1
                         self._dispatch(task, node, worker)
@@ -212,18 +247,33 @@ class Scheduler:
                         # Resources are free but every worker is busy or blocked: ask for as
                         # many workers as the free resources can keep busy.
                         n = min(len(q), _how_many_fit(short.available, req))
-                        wanted[short.node_id] = wanted.get(short.node_id, 0) + n
+                        where = (short.node_id, env)
+                        wanted[where] = wanted.get(where, 0) + n
                     break
             if not q:
                 del self.queues[shape]
-        for node_id, n in wanted.items():
+        for (node_id, env), n in wanted.items():
             node = self.nodes[node_id]
             room = node.max_workers - node.worker_count()
-            want = min(n, room) - node.starting
+            if env is not None and room < n:
+                room += self._make_room(node, n - room, env)
+            want = min(n, room) - node.starting_of(env)
             if want > 0:
-                self._start_extra(node, want)
+                self._start_extra(node, want, env)
 
-    def _start_extra(self, node: Node, want: int) -> None:
+    def _make_room(self, node: Node, need: int, env: str) -> int:
+        """Let go of up to ``need`` idle workers of other environments than ``env`` (never
+        the default warm pool); returns how many."""
+        freed = 0
+        if self.retire is None:
+            return 0
+        for key, pool in node.env_idle.items():
+            while pool and key != env and freed < need:
+                self.retire(pool.popleft())
+                freed += 1
+        return freed
+
+    def _start_extra(self, node: Node, want: int, env: str | None = None) -> None:
         """Start ``want`` workers beyond the warm pool, as far as memory allows."""
         total = len(node.workers) + node.starting
         if total + want > node.max_workers:
@@ -234,7 +284,11 @@ class Scheduler:
             if want <= 0:
                 return
         node.starting += want
-        self._spawn(node, want)
+        if env is None:
+            self._spawn(node, want)
+        else:
+            node.env_starting[env] = node.env_starting.get(env, 0) + want
+            self._spawn(node, want, env)
         total += want
         if total > node.warn_at:
             while node.warn_at < total:
@@ -263,7 +317,7 @@ class Scheduler:
 
     def top_up(self, node: Node) -> None:
         """Keep ``warm_target`` idle-or-starting task workers on the node."""
-        missing = node.warm_target - (len(node.idle) + node.starting)
+        missing = node.warm_target - (len(node.idle) + node.starting_of(None))
         room = node.max_workers - node.worker_count()
         n = min(missing, room)
         if n > 0:
@@ -274,17 +328,11 @@ class Scheduler:
         """Let idle workers beyond the warm pool go after a while (but none that ``keep``
         says must stay)."""
         for node in self.nodes.values():
-            excess = len(node.idle) - node.warm_target
-            if excess <= 0:
-                continue
-            for worker in list(node.idle):  # longest idle first
-                if excess <= 0 or now - worker.idle_since < config.IDLE_WORKER_TIMEOUT_S:
-                    break
-                if keep(worker):
-                    continue
-                node.idle.remove(worker)
-                retire(worker)
-                excess -= 1
+            _reap(node.idle, len(node.idle) - node.warm_target, now, retire, keep)
+            for env, pool in list(node.env_idle.items()):
+                _reap(pool, len(pool), now, retire, keep)
+                if not pool:
+                    del node.env_idle[env]
 
 
     def _order(self, task, nodes: list[Node]) -> list[Node] | str:
@@ -314,6 +362,18 @@ class Scheduler:
             "too small for it"
         return (f"the node {node_id.hex()} it must run on (NodeAffinitySchedulingStrategy, "
                 f"soft=False) is {state}")
+
+
+def _reap(pool: collections.deque, excess: int, now: float, retire: Callable,
+          keep: Callable) -> None:
+    for worker in list(pool):  # longest idle first
+        if excess <= 0 or now - worker.idle_since < config.IDLE_WORKER_TIMEOUT_S:
+            break
+        if keep(worker):
+            continue
+        pool.remove(worker)
+        retire(worker)
+        excess -= 1
 
 
 def _how_many_fit(available: dict, req: dict) -> int:

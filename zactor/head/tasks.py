@@ -471,6 +471,14 @@ class TaskManager:
         else:
             self.fail(task, TaskUnschedulableError(why))
 
+    def cannot_run(self, task: TaskRecord, exc: Exception) -> None:
+        """``task``, taken off its queue, fails with ``exc`` (an actor creation: the actor
+        dies with it)."""
+        if task.spec[S.KIND] == TaskKind.ACTOR_CREATE:
+            self.head.actors.unschedulable(task, exc)
+        else:
+            self.fail(task, exc)
+
     def worker_died(self, worker: Worker, how: str) -> None:
         task = worker.task
         if task is None or task.state == "done":

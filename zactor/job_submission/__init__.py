@@ -76,10 +76,13 @@ class JobSubmissionClient:
     def submit_job(self, *, entrypoint: str, runtime_env: dict | None = None,
                    submission_id: str | None = None, entrypoint_num_cpus: float | None = None,
                    metadata: dict | None = None, **_ignored: Any) -> str:
-        """Run ``entrypoint`` (a shell command) as a driver on the head's machine; returns
-        the job's id."""
+        """Run ``entrypoint`` (a shell command) as a driver on the head's machine, in
+        ``runtime_env`` (its local working_dir and py_modules are uploaded first, as in Ray);
+        returns the job's id."""
+        from zactor.runtime_env._upload import for_job
+
         return self._ask("job_submit", {
-            "entrypoint": entrypoint, "runtime_env": runtime_env,
+            "entrypoint": entrypoint, "runtime_env": for_job(self._core, runtime_env),
             "submission_id": submission_id, "entrypoint_num_cpus": entrypoint_num_cpus,
             "metadata": metadata})
 

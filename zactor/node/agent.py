@@ -21,6 +21,7 @@ from zactor._process import remove_tree
 from zactor._session import host_id
 from zactor.node.store import ObjectStore
 from zactor.node.zygote import ZygoteHandle, start_zygote
+from zactor.runtime_env import _setup
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,8 @@ class NodeAgent:
         worker_cfg = {"address": cfg.get("worker_address") or cfg["address"],
                       "node_id": cfg["node_id"], "shm_dir": cfg["shm_dir"],
                       "log_level": cfg.get("log_level", 30), "key": cfg.get("key"),
-                      "node_ip": cfg.get("ip", "127.0.0.1")}
+                      "node_ip": cfg.get("ip", "127.0.0.1"),
+                      "runtime_dir": _setup.root_dir()}
         self.zygote: ZygoteHandle = start_zygote(worker_cfg)
         # After the zygote's fork: workers must not inherit the store's descriptor, whose
         # locks are the store's own.
@@ -88,8 +90,8 @@ class NodeAgent:
         """Readable when the zygote reports a started or exited worker (or died)."""
         return self.zygote.evt_r
 
-    def spawn(self, count: int) -> None:
-        self.zygote.spawn(count)
+    def spawn(self, count: int, env_key: str | None = None, env: dict | None = None) -> None:
+        self.zygote.spawn(count, env_key, env)
 
     def kill(self, pid: int, sig: int) -> None:
         if pid in self.workers:
@@ -107,9 +109,9 @@ class NodeAgent:
             pass
         return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
-    def exits(self) -> list[tuple[int, int, int]] | None:
-        """Workers that exited since the last call, as (pid, exit code, signal); None if
-        the zygote itself is gone (and with it every worker)."""
+    def exits(self) -> list[tuple[int, int, int, str | None]] | None:
+        """Workers that exited since the last call, as (pid, exit code, signal, runtime
+        environment key); None if the zygote itself is gone (and with it every worker)."""
         events = self.zygote.read_events()
         if events is None:
             return None
@@ -120,7 +122,7 @@ class NodeAgent:
             elif ev[0] == "exit":
                 pid = int(ev[1])
                 self.workers.discard(pid)
-                out.append((pid, int(ev[2]), int(ev[3])))
+                out.append((pid, int(ev[2]), int(ev[3]), None if ev[4] == "-" else ev[4]))
         return out
 
     def shutdown(self) -> None:

@@ -30,6 +30,7 @@ from zactor._version import peer_versions
 from zactor.comm.security import Credentials, to_text
 from zactor.comm.transport import bound_address, dealer, router
 from zactor.node.agent import NodeAgent
+from zactor.node.packages import PackageFetcher
 from zactor.node.transfer import Puller, TransferServer
 from zactor.protocol import Msg, ProtocolError, Refused, decode, encode
 
@@ -59,6 +60,7 @@ class NodeDaemon:
         self.welcomed = False
         self.last_heard = time.monotonic()
         self.seq = 0
+        self.packages = PackageFetcher(self._send)
         self.ops = {
             "sealed": lambda loc, oid: store.sealed(loc, oid),
             "free": store.free_object,
@@ -162,14 +164,20 @@ class NodeDaemon:
                 log.warning("dropped a malformed message from the head: %s", exc)
                 continue
             try:
-                self._handle(mtype, fields)
+                self._handle(mtype, fields, frames[1:])
             except Exception:  # noqa: BLE001 - a bad message must not stop the node
                 log.exception("handling %s from the head failed", mtype.name)
 
-    def _handle(self, mtype: Msg, fields: list) -> None:
+    def _handle(self, mtype: Msg, fields: list, frames: list) -> None:
         agent = self.agent
         if mtype == Msg.SPAWN:
-            agent.spawn(int(fields[0]))
+            count, env_key, env = int(fields[0]), fields[1], fields[2]
+            if env_key is None:
+                agent.spawn(count)
+            else:  # its packages first, if this machine lacks them
+                self.packages.ensure(env, lambda: agent.spawn(count, env_key, env))
+        elif mtype == Msg.PACKAGE:
+            self.packages.on_chunk(fields, frames[0] if frames else None)
         elif mtype == Msg.KILL_WORKER:
             agent.kill(int(fields[0]), int(fields[1]))
         elif mtype == Msg.STORE:
@@ -218,8 +226,8 @@ class NodeDaemon:
             self.exit_code = 1
             self.stopping = True
             return
-        for pid, code, sig in exits:
-            self._send(encode(Msg.WORKER_EXIT, pid, code, sig))
+        for pid, code, sig, env_key in exits:
+            self._send(encode(Msg.WORKER_EXIT, pid, code, sig, env_key))
 
     def shutdown(self) -> None:
         self.puller.close()

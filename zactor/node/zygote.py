@@ -4,12 +4,15 @@ Forking from it costs a few milliseconds and shares the imported modules' memory
 workers, instead of starting a fresh interpreter per worker. Being their parent, it reaps them
 and reports each exit code or signal to the agent, which tells the head.
 
-Pipe protocol (text lines): agent → zygote ``spawn N`` / ``quit``;
-zygote → agent ``started PID`` / ``exit PID CODE SIGNAL``.
+Pipe protocol (text lines): agent → zygote ``spawn N [ENV_KEY ENV_JSON]`` / ``quit``;
+zygote → agent ``started PID ENV_KEY`` / ``exit PID CODE SIGNAL ENV_KEY`` (``-``: the
+default environment). A worker of a runtime environment sets it up itself, after the fork
+(zactor.worker.environment): the zygote never waits on pip.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -24,8 +27,11 @@ class ZygoteHandle:
         self.evt_r = evt_r
         self._buf = b""
 
-    def spawn(self, count: int) -> None:
-        os.write(self.cmd_w, f"spawn {count}\n".encode())
+    def spawn(self, count: int, env_key: str | None = None, env: dict | None = None) -> None:
+        line = f"spawn {count}"
+        if env_key:
+            line += f" {env_key} {json.dumps(env, separators=(',', ':'))}"
+        os.write(self.cmd_w, (line + "\n").encode())
 
     def quit(self) -> None:
         try:
@@ -64,7 +70,7 @@ def _zygote_main(cmd_r: int, evt_w: int, close_fds: tuple, worker_cfg: dict) -> 
     os.set_blocking(wake_r, False)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(wake_w)
-    children: set[int] = set()
+    children: dict[int, str] = {}  # pid -> its environment's key
     own_fds = (cmd_r, evt_w, wake_r, wake_w)
 
     def report(line: str) -> None:
@@ -78,10 +84,10 @@ def _zygote_main(cmd_r: int, evt_w: int, close_fds: tuple, worker_cfg: dict) -> 
                 return
             if pid == 0:
                 return
-            children.discard(pid)
+            key = children.pop(pid, "-")
             code = os.waitstatus_to_exitcode(status)
             sig = -code if code < 0 else 0
-            report(f"exit {pid} {code if code >= 0 else -1} {sig}")
+            report(f"exit {pid} {code if code >= 0 else -1} {sig} {key}")
 
     buf = b""
     while True:
@@ -109,16 +115,19 @@ def _zygote_main(cmd_r: int, evt_w: int, close_fds: tuple, worker_cfg: dict) -> 
                     _kill_all(children)
                     return 0
                 if words[0] == "spawn":
+                    key, env = "-", None
+                    if len(words) > 2:
+                        key, env = words[2], json.loads(line.decode().split(None, 3)[3])
                     for _ in range(int(words[1])):
                         pid = _process.fork_child(_worker_entry, worker_main, own_fds,
-                                                  worker_cfg)
-                        children.add(pid)
-                        report(f"started {pid}")
+                                                  worker_cfg, key, env)
+                        children[pid] = key
+                        report(f"started {pid} {key}")
     _kill_all(children)
     return 0
 
 
-def _kill_all(children: set[int]) -> None:
+def _kill_all(children: dict[int, str]) -> None:
     for pid in children:
         _process.kill(pid)
     for pid in list(children):
@@ -128,7 +137,8 @@ def _kill_all(children: set[int]) -> None:
             pass
 
 
-def _worker_entry(worker_main, own_fds: tuple, worker_cfg: dict) -> int:
+def _worker_entry(worker_main, own_fds: tuple, worker_cfg: dict, env_key: str,
+                  env: dict | None) -> int:
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for fd in own_fds:
@@ -136,4 +146,8 @@ def _worker_entry(worker_main, own_fds: tuple, worker_cfg: dict) -> int:
             os.close(fd)
         except OSError:
             pass
+    if env is not None:
+        from zactor.worker import environment
+
+        worker_cfg = environment.enter(worker_cfg, env_key, env)
     return worker_main.run(worker_cfg)

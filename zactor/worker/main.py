@@ -99,7 +99,10 @@ class WorkerRuntime(ResultSender):
         self.where = f", ip={cfg['node_ip']}" if cfg.get("key") else ""
         self.core = CoreClient(cfg["address"], "worker", node_id=self.node_id,
                                on_task=self._on_message, io_thread=False, creds=creds,
-                               info={"node_ip": cfg.get("node_ip", "127.0.0.1")})
+                               info={"node_ip": cfg.get("node_ip", "127.0.0.1"),
+                                     "env_key": cfg.get("env_key")})
+        # Tasks this worker submits inherit its runtime environment (as in Ray).
+        self.core.runtime_env = cfg.get("env")
         self.stopping = threading.Event()
         self.control = dealer(self.core.ctx, self.core.key + b"!", cfg["address"],
                               creds=creds)
@@ -115,6 +118,10 @@ class WorkerRuntime(ResultSender):
                 sys.path.insert(0, path)
         if welcome.get("cwd") and os.path.isdir(welcome["cwd"]):
             os.chdir(welcome["cwd"])
+        if cfg.get("env_key"):  # the environment's directory and modules come first
+            from zactor.worker.environment import apply_paths
+
+            apply_paths(cfg)
         self.core.on_blocked = self._on_blocked
         self.core.resume_info = self._resume_info
         self.core.on_interrupt = self._interrupt_now

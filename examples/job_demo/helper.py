@@ -1,0 +1,2 @@
+def numbers() -> list[int]:
+    return list(range(10))

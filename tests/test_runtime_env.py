@@ -1,0 +1,257 @@
+"""Runtime environments of tasks and actors on a local cluster: env_vars, working_dir,
+py_modules and pip, Ray's inheritance rules, worker pools per environment, and setup
+failures that end the work with RuntimeEnvSetupError (pip's output included), never a hang.
+
+Every package pip installs here is built in the test (tests/wheels.py) and pip runs with
+--no-index: no test asks a package registry."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+
+import pytest
+from remote_helpers import wait_until
+from wheels import OFFLINE, build_wheel
+
+import zactor
+import zactor.testing
+from zactor import config
+from zactor.exceptions import RuntimeEnvSetupError
+from zactor.runtime_env import RuntimeEnv
+from zactor.runtime_env._upload import zip_directory
+
+pytestmark = [pytest.mark.usefixtures("cluster"), pytest.mark.timeout(180)]
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("wheels"))
+    return {v: build_wheel(root, "zq_versioned", v, f"WHO = 'zq_versioned {v}'\n")
+            for v in ("1.0", "2.0")}
+
+
+@pytest.fixture(scope="module")
+def default_pool():
+    wait_until(lambda: len(zactor.testing.worker_pids()) >= 2, timeout=30,
+               message="the warm pool")
+    return set(zactor.testing.worker_pids())
+
+
+def pip_env(*packages: str) -> dict:
+    return {"pip": {"packages": list(packages), "pip_install_options": OFFLINE}}
+
+
+@zactor.remote
+def environ(name: str):
+    return os.environ.get(name)
+
+
+@zactor.remote
+def where() -> tuple[int, str]:
+    return os.getpid(), sys.executable
+
+
+@zactor.remote
+def can_import(module: str) -> bool:
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def test_env_vars_reach_only_the_tasks_that_ask(default_pool):
+    env = {"env_vars": {"ZQ_FOO": "bar", "ZQ_HOME": "${HOME}/x"}}
+    assert zactor.get(environ.options(runtime_env=env).remote("ZQ_FOO")) == "bar"
+    assert zactor.get(environ.options(runtime_env=env).remote("ZQ_HOME")) == \
+        os.environ["HOME"] + "/x"  # ${VAR} is the existing variable, as in Ray
+    assert zactor.get(environ.remote("ZQ_FOO")) is None
+    with_env = zactor.get(where.options(runtime_env=env).remote())[0]
+    assert with_env not in default_pool
+
+
+@zactor.remote(runtime_env={"env_vars": {"ZQ_A": "outer", "ZQ_B": "outer"}})
+def outer():
+    inherited = environ.remote("ZQ_B")  # no runtime_env of its own: the parent's
+    merged = environ.options(runtime_env={"env_vars": {"ZQ_B": "inner"}}).remote("ZQ_B")
+    kept = environ.options(runtime_env={"env_vars": {"ZQ_B": "inner"}}).remote("ZQ_A")
+    return zactor.get([inherited, merged, kept])
+
+
+def test_children_inherit_the_parents_environment_and_env_vars_merge():
+    assert zactor.get(outer.remote()) == ["outer", "inner", "outer"]
+
+
+def test_working_dir_is_uploaded_unpacked_and_the_current_directory(tmp_path):
+    wd = tmp_path / "project"
+    (wd / "data").mkdir(parents=True)
+    (wd / "only_in_working_dir.py").write_text("ANSWER = 42\n")
+    (wd / "data" / "small.txt").write_text("kept")
+    (wd / "data" / "huge.bin").write_bytes(b"x" * 1000)
+    (wd / "debug.log").write_text("ignored by .gitignore")
+    (wd / ".gitignore").write_text("*.log\n")
+
+    @zactor.remote(runtime_env={"working_dir": str(wd), "excludes": ["data/huge.bin"]})
+    def inside():
+        import only_in_working_dir
+
+        files = sorted(os.path.relpath(os.path.join(r, f)) for r, _, fs in os.walk(".")
+                       for f in fs)
+        return only_in_working_dir.ANSWER, open("data/small.txt").read(), files, os.getcwd()
+
+    answer, small, files, cwd = zactor.get(inside.remote())
+    assert (answer, small) == (42, "kept")
+    assert files == [".gitignore", "data/small.txt", "only_in_working_dir.py"]
+    assert cwd != str(wd) and cwd.startswith(config.RUNTIME_ENV_DIR)  # a copy, on the node
+    assert not zactor.get(can_import.remote("only_in_working_dir"))
+
+
+def test_a_working_dir_over_the_limit_is_refused_clearly(tmp_path, monkeypatch):
+    (tmp_path / "big.bin").write_bytes(b"x" * 5000)
+    monkeypatch.setattr(config, "RUNTIME_ENV_PACKAGE_MAX", 4096)
+    with pytest.raises(ValueError, match="over the limit of .*excludes"):
+        where.options(runtime_env={"working_dir": str(tmp_path)}).remote()
+    with pytest.raises(ValueError, match="does not exist"):
+        where.options(runtime_env={"working_dir": str(tmp_path / "nope")}).remote()
+
+
+def test_py_modules_packages_and_wheels_import_remotely(tmp_path, wheels):
+    pkg = tmp_path / "zq_local_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("NAME = 'local package'\n")
+
+    @zactor.remote(runtime_env={"py_modules": [str(pkg), wheels["1.0"]]})
+    def use():
+        import zq_local_pkg
+        import zq_versioned
+
+        return zq_local_pkg.NAME, zq_versioned.WHO
+
+    assert zactor.get(use.remote()) == ("local package", "zq_versioned 1.0")
+
+
+def test_a_pip_environment_is_importable_only_where_asked(wheels, default_pool):
+    env = pip_env(wheels["1.0"])
+
+    @zactor.remote(runtime_env=env)
+    def versioned():
+        import zq_versioned
+
+        return zq_versioned.WHO, sys.executable, os.getpid()
+
+    who, python, pid = zactor.get(versioned.remote(), timeout=120)
+    assert who == "zq_versioned 1.0"
+    assert python.startswith(config.RUNTIME_ENV_DIR) and python != sys.executable
+    assert pid not in default_pool
+    started = time.monotonic()
+    assert zactor.get(versioned.remote())[2] == pid  # the same worker: built once, reused
+    assert time.monotonic() - started < 10
+    assert not zactor.get(can_import.remote("zq_versioned"))
+    # the default environment's warm workers are the ones it had before
+    assert {zactor.get(where.remote())[0] for _ in range(6)} <= default_pool
+    assert default_pool <= set(zactor.testing.worker_pids())
+
+
+def test_two_environments_at_once(wheels, tmp_path):
+    @zactor.remote
+    def meet(me: str, other: str, folder: str):
+        import zq_versioned
+
+        open(os.path.join(folder, me), "w").close()
+        deadline = time.monotonic() + 60
+        while not os.path.exists(os.path.join(folder, other)):  # both run at the same time
+            if time.monotonic() > deadline:
+                return "alone"
+            time.sleep(0.02)
+        return zq_versioned.WHO
+
+    one = meet.options(runtime_env=pip_env(wheels["1.0"])).remote("a", "b", str(tmp_path))
+    two = meet.options(runtime_env=pip_env(wheels["2.0"])).remote("b", "a", str(tmp_path))
+    assert zactor.get([one, two], timeout=150) == ["zq_versioned 1.0", "zq_versioned 2.0"]
+
+
+def test_an_actor_runs_in_its_environment(wheels):
+    @zactor.remote(runtime_env={**pip_env(wheels["2.0"]), "env_vars": {"ZQ_ROLE": "actor"}})
+    class Holder:
+        def who(self):
+            import zq_versioned
+
+            return zq_versioned.WHO, os.environ["ZQ_ROLE"]
+
+        def env(self):
+            return dict(zactor.get_runtime_context().runtime_env)
+
+    holder = Holder.remote()
+    assert zactor.get(holder.who.remote(), timeout=120) == ("zq_versioned 2.0", "actor")
+    assert zactor.get(holder.env.remote())["env_vars"] == {"ZQ_ROLE": "actor"}
+
+
+def test_a_broken_requirement_fails_with_pips_output():
+    broken = pip_env("zq-no-such-package==9.9")
+    started = time.monotonic()
+    with pytest.raises(RuntimeEnvSetupError) as info:
+        zactor.get(where.options(runtime_env=broken).remote(), timeout=120)
+    assert "zq-no-such-package" in str(info.value) and "pip install failed" in str(info.value)
+    assert "No matching distribution" in str(info.value)  # pip's own words
+
+    @zactor.remote(runtime_env=broken)
+    class Never:
+        def ping(self):
+            return "pong"
+
+    never = Never.remote()
+    with pytest.raises(RuntimeEnvSetupError, match="zq-no-such-package"):
+        zactor.get(never.ping.remote(), timeout=120)
+    assert time.monotonic() - started < 120
+    assert zactor.get(where.remote())[1] == sys.executable  # the cluster goes on
+
+
+def test_bad_runtime_envs_are_refused_when_given():
+    with pytest.raises(ValueError, match="Unknown runtime_env field"):
+        where.options(runtime_env={"env_var": {}})
+    with pytest.raises(NotImplementedError, match="conda"):
+        where.options(runtime_env={"conda": "env"})
+    with pytest.raises(TypeError, match="env_vars"):
+        where.options(runtime_env={"env_vars": {"A": 1}})
+    with pytest.raises(TypeError, match="pip"):
+        RuntimeEnv(pip=42)
+    with pytest.raises(NotImplementedError, match="remote URIs"):
+        where.options(runtime_env={"working_dir": "s3://bucket/x.zip"})
+
+
+def test_runtime_env_objects_and_the_runtime_context():
+    env = RuntimeEnv(env_vars={"ZQ_CTX": "1"})
+
+    @zactor.remote(runtime_env=env)
+    def seen():
+        return dict(zactor.get_runtime_context().runtime_env)
+
+    assert zactor.get(seen.remote()) == {"env_vars": {"ZQ_CTX": "1"}}
+
+
+def test_packages_are_named_by_their_content(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.py").write_text("x = 1\n")
+    first, second = str(tmp_path / "1.zip"), str(tmp_path / "2.zip")
+    zip_directory(str(src), first, [], False, 1 << 20)
+    os.utime(src / "a.py", (1, 1))  # another mtime, the same content: the same package
+    zip_directory(str(src), second, [], False, 1 << 20)
+    digest = [hashlib.sha256(open(p, "rb").read()).hexdigest() for p in (first, second)]
+    assert digest[0] == digest[1]
+
+
+def test_a_jobs_environment_and_its_drivers_init_merge_without_conflict():
+    from zactor.runtime_env._spec import merge_job
+
+    job = {"env_vars": {"A": "1"}, "working_dir": "zactor://" + "0" * 64 + ".zip"}
+    assert merge_job(job, {"env_vars": {"B": "2"}}) == {**job, "env_vars": {"A": "1", "B": "2"}}
+    with pytest.raises(ValueError, match="set differently"):
+        merge_job(job, {"env_vars": {"A": "other"}})
+    with pytest.raises(ValueError, match="working_dir"):
+        merge_job(job, {"working_dir": "/elsewhere"})
