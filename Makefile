@@ -44,9 +44,15 @@ $(RAY_VENV)/.installed-stamp:
 	$(RAY_VENV)/bin/python -m pip install -q 'ray==$(RAY_VERSION)' numpy psutil
 	touch $@
 
-bench: bytecode $(RAY_VENV)/.installed-stamp
+# Ray's pip environments need virtualenv (it is in ray[default], not in ray).
+$(RAY_VENV)/.virtualenv-stamp: $(RAY_VENV)/.installed-stamp
+	$(RAY_VENV)/bin/python -m pip install -q virtualenv
+	touch $@
+
+bench: bytecode $(RAY_VENV)/.installed-stamp $(RAY_VENV)/.virtualenv-stamp
 	$(PY) benchmarks/microbench.py --compare --ray-python $(RAY_VENV)/bin/python
 	$(PY) benchmarks/cluster_bench.py --ray-python $(RAY_VENV)/bin/python
+	$(PY) benchmarks/runtime_env_bench.py --ray-python $(RAY_VENV)/bin/python
 
 bench-zactor: bytecode
 	$(PY) benchmarks/microbench.py

@@ -255,3 +255,44 @@ def test_a_jobs_environment_and_its_drivers_init_merge_without_conflict():
         merge_job(job, {"env_vars": {"A": "other"}})
     with pytest.raises(ValueError, match="working_dir"):
         merge_job(job, {"working_dir": "/elsewhere"})
+
+
+UNPACK = """
+import sys
+from zactor.runtime_env import _setup
+_setup._unpacked(sys.argv[1], sys.argv[2], lambda line: None)
+"""
+
+
+def test_the_cache_keeps_what_is_in_use_and_lets_the_rest_go(tmp_path, monkeypatch):
+    import subprocess
+
+    from zactor.runtime_env import _setup, _spec
+
+    root = str(tmp_path / "cache")
+    os.makedirs(os.path.join(root, "packages"))
+    uris = []
+    for i in range(3):
+        src = tmp_path / f"src{i}"
+        src.mkdir()
+        (src / "blob.bin").write_bytes(os.urandom(4096))
+        zipped = str(tmp_path / f"{i}.zip")
+        zip_directory(str(src), zipped, [], False, 1 << 20)
+        uri = f"{_spec.SCHEME}{_spec.file_digest(zipped)}.zip"
+        os.replace(zipped, _setup.package_path(root, uri))
+        uris.append(uri)
+    env = {**os.environ, "ZACTOR_RUNTIME_ENV_CACHE_MAX": "6000"}  # room for one entry
+    monkeypatch.setattr(config, "RUNTIME_ENV_CACHE_MAX", 6000)
+
+    def unpacked(i):
+        return os.path.isdir(os.path.join(root, "pkgs", _spec.digest_of(uris[i])))
+
+    # a process that used package 0 and exited: nobody holds it
+    subprocess.run([sys.executable, "-c", UNPACK, root, uris[0]], check=True, env=env)
+    assert unpacked(0)
+    _setup._unpacked(root, uris[1], lambda line: None)  # this process holds package 1
+    assert unpacked(1) and not unpacked(0)  # over the limit: the unused one went
+    subprocess.run([sys.executable, "-c", UNPACK, root, uris[2]], check=True, env=env)
+    assert unpacked(1) and unpacked(2)  # still over, but 1 is in use and 2 was just made
+    _setup.collect(root)  # 2's process is gone now: it goes, 1 stays
+    assert unpacked(1) and not unpacked(2)

@@ -118,6 +118,9 @@ JOB_STOP_GRACE_S: float = _env_float("JOB_STOP_GRACE_S", 3.0)
 #: Where runtime environments' packages, unpacked directories and virtualenvs are kept on a
 #: machine, shared by its nodes (empty: /tmp/zactor-<uid>/runtime_resources).
 RUNTIME_ENV_DIR: str = os.environ.get("ZACTOR_RUNTIME_ENV_DIR", "")
+#: Bytes of unpacked packages and virtualenvs a machine keeps; past that, the least recently
+#: used ones no process uses go (Ray's working_dir cache is 10 GB too).
+RUNTIME_ENV_CACHE_MAX: int = _env_int("RUNTIME_ENV_CACHE_MAX", 10 * 1024**3)
 #: Largest working_dir or py_modules package, in bytes (Ray's limit, 500 MiB).
 RUNTIME_ENV_PACKAGE_MAX: int = _env_int("RUNTIME_ENV_PACKAGE_MAX", 500 * 1024 * 1024)
 #: Bytes per message when a package is uploaded to the head or fetched from it.

@@ -12,7 +12,6 @@ environment with RuntimeEnvSetupError, instead of starting workers for it again 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from typing import TYPE_CHECKING
@@ -57,11 +56,7 @@ class PackageStore:
             f.write(data)
         if not last:
             return True
-        digest = hashlib.sha256()
-        with open(part, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-        if digest.hexdigest() != _spec.digest_of(uri):
+        if _spec.file_digest(part) != _spec.digest_of(uri):
             os.unlink(part)
             raise ValueError(f"upload of {uri}: the bytes do not match their hash")
         os.replace(part, path)

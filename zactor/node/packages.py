@@ -8,7 +8,6 @@ A package that cannot be had is left missing: the workers' setup fails, saying s
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Callable
@@ -72,11 +71,7 @@ class PackageFetcher:
         self._release(uri)
 
     def _seal(self, uri: str, part: str) -> str | None:
-        digest = hashlib.sha256()
-        with open(part, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-        if digest.hexdigest() != _spec.digest_of(uri):
+        if _spec.file_digest(part) != _spec.digest_of(uri):
             return "its bytes do not match its hash"
         os.replace(part, _setup.package_path(self.root, uri))
         return None

@@ -5,7 +5,15 @@ made once per machine and kept, and a process put into it.
                                               a node on another machine fetches them)
     <RUNTIME_ENV_DIR>/pkgs/<sha256>/          each package unpacked (atomically, by rename)
     <RUNTIME_ENV_DIR>/pip/<hash>/             one virtualenv per requirement set and Python
-    <RUNTIME_ENV_DIR>/locks/                  flock files: one builder per virtualenv
+    <RUNTIME_ENV_DIR>/locks/                  flock files: one builder per virtualenv, and
+                                              one "in use" lock per unpacked package and
+                                              virtualenv
+
+Unpacked packages and virtualenvs are a cache, bounded by RUNTIME_ENV_CACHE_MAX bytes: each
+process using an entry holds a shared lock on it for its life (a worker that becomes its
+virtualenv's python keeps the descriptor across the exec), and whenever a new entry is made
+the least recently used ones nobody holds go until the cache fits again. Uploaded packages
+(the zips) are kept: they are what nodes fetch from the head.
 
 The virtualenv sees the packages of the interpreter zactor runs in (a .pth file adds that
 interpreter's site directories after the virtualenv's own), so pip installs only what is
@@ -42,6 +50,9 @@ SETUP_UNREPORTED_EXIT = 78
 _OUTPUT_TAIL = 60
 
 Report = Callable[[str], None]
+
+#: Descriptors of this process's shared locks on the cache entries it uses (see _hold).
+_held: list[int] = []
 
 
 class Activation:
@@ -112,8 +123,8 @@ def _unpacked(root: str, uri: str, report: Report) -> str:
     """The directory package ``uri`` is unpacked in (unpacking it the first time)."""
     digest = _spec.digest_of(uri)
     dest = os.path.join(root, "pkgs", digest)
+    _hold(root, "pkgs", digest)
     if os.path.isdir(dest):
-        os.utime(dest)  # recently used: what a cache cleaner would keep
         return dest
     src = package_path(root, uri)
     if not os.path.isfile(src):
@@ -138,7 +149,66 @@ def _unpacked(root: str, uri: str, report: Report) -> str:
         from zactor._process import remove_tree
 
         remove_tree(tmp)
+    else:
+        collect(root)
     return dest
+
+
+def _hold(root: str, kind: str, name: str) -> None:
+    """Mark cache entry ``kind/name`` used by this process, for as long as it lives."""
+    locks = os.path.join(root, "locks")
+    os.makedirs(locks, exist_ok=True)
+    path = os.path.join(locks, f"{kind}-{name}.use")
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # taken before the entry is looked at: never half-removed
+    os.set_inheritable(fd, True)
+    os.utime(path)  # its last use, which the cleaner goes by
+    _held.append(fd)
+
+
+def collect(root: str) -> list[str]:
+    """Remove the least recently used cache entries that no process holds, until the cache
+    is within RUNTIME_ENV_CACHE_MAX bytes; returns what went."""
+    from zactor._process import remove_tree
+
+    entries = []
+    for kind in ("pkgs", "pip"):
+        folder = os.path.join(root, kind)
+        for name in os.listdir(folder) if os.path.isdir(folder) else ():
+            if ".tmp-" in name:
+                continue
+            path = os.path.join(folder, name)
+            lock = os.path.join(root, "locks", f"{kind}-{name}.use")
+            used = os.path.getmtime(lock) if os.path.exists(lock) else os.path.getmtime(path)
+            entries.append((used, path, lock, _size(path)))
+    total = sum(e[3] for e in entries)
+    removed = []
+    for _used, path, lock, size in sorted(entries):  # least recently used first
+        if total <= config.RUNTIME_ENV_CACHE_MAX:
+            break
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # in use
+            continue
+        else:
+            remove_tree(path)
+            total -= size
+            removed.append(path)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _size(path: str) -> int:
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def _working_dir(unpacked: str) -> str:
@@ -166,6 +236,7 @@ def _virtualenv(root: str, pip: dict, report: Report, timeout: float | None,
     (others wait on its lock and reuse it); pip runs in ``cwd``."""
     venv = os.path.join(root, "pip", _pip_key(pip, working_dir))
     ready = os.path.join(venv, ".zactor-ready")
+    _hold(root, "pip", os.path.basename(venv))
     if os.path.exists(ready):
         return venv
     os.makedirs(os.path.join(root, "locks"), exist_ok=True)
@@ -181,6 +252,7 @@ def _virtualenv(root: str, pip: dict, report: Report, timeout: float | None,
         _build(venv, pip, report, timeout, cwd)
         with open(ready, "w"):
             pass
+        collect(root)
         return venv
     finally:
         os.close(lock)

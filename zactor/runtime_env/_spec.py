@@ -214,6 +214,17 @@ def digest_of(uri: str) -> str:
     return uri[len(SCHEME):].split(".", 1)[0]
 
 
+def file_digest(path: str) -> str:
+    """The SHA-256 of a file's bytes (what names a package), in hex."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def is_resolved(env: dict) -> bool:
     """Whether ``env`` names only uploaded packages and literal requirements."""
     paths = list(env.get("py_modules") or ())

@@ -11,7 +11,6 @@ top-level ``.gitignore``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -132,11 +131,7 @@ def zip_directory(path: str, dest: str, excludes: list[str], top: bool, limit: i
 
 
 def _upload_file(core: CoreClient, path: str, suffix: str, what: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    uri = f"{_spec.SCHEME}{digest.hexdigest()}{suffix}"
+    uri = f"{_spec.SCHEME}{_spec.file_digest(path)}{suffix}"
     uploaded = core.uploaded_packages
     if uri in uploaded or core.request("package_has", uri):
         uploaded.add(uri)
