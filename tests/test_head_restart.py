@@ -63,6 +63,9 @@ def test_actors_survive_a_head_sigkill(cluster):
     assert zactor.get([held.incr.remote() for _ in range(2)])[-1] == 2
     assert zactor.get(on_head.incr.remote()) == 1
     assert zactor.get(keeper.node.remote()) == cluster.worker.node_id
+    # An environment this driver registers once, with the old head.
+    env = {"env_vars": {"ZQ_AFTER": "restart"}}
+    assert zactor.get(square.options(runtime_env=env).remote(3)) == 9
     in_flight = slow.options(resources={"w": 1}).remote(2.0)
     time.sleep(0.2)  # let it start (a task the old head sent, finishing under the new one)
 
@@ -84,6 +87,10 @@ def test_actors_survive_a_head_sigkill(cluster):
     assert zactor.get([square.options(scheduling_strategy="SPREAD").remote(i)
                        for i in range(6)], timeout=60) == [i * i for i in range(6)]
     assert sum(n["Alive"] for n in zactor.nodes()) == 2
+    # It came back with the control log: the new head's node makes a worker for it.
+    on_new_head = NodeAffinitySchedulingStrategy(cluster.head_node.node_id, soft=False)
+    assert zactor.get(square.options(runtime_env=env, scheduling_strategy=on_new_head)
+                      .remote(4), timeout=60) == 16
     zactor.kill(keeper)
 
 

@@ -1,6 +1,7 @@
-"""Runtime environments of tasks and actors on a local cluster: env_vars, working_dir,
-py_modules and pip, Ray's inheritance rules, worker pools per environment, and setup
-failures that end the work with RuntimeEnvSetupError (pip's output included), never a hang.
+"""Runtime environments of tasks and actors on a two-node cluster (zactor.testing.Cluster,
+this process its driver): env_vars, working_dir, py_modules and pip, Ray's inheritance
+rules, worker pools per environment, and setup failures that end the work with
+RuntimeEnvSetupError (pip's output included), never a hang.
 
 Every package pip installs here is built in the test (tests/wheels.py) and pip runs with
 --no-index: no test asks a package registry."""
@@ -22,8 +23,21 @@ from zactor import config
 from zactor.exceptions import RuntimeEnvSetupError
 from zactor.runtime_env import RuntimeEnv
 from zactor.runtime_env._upload import zip_directory
+from zactor.testing import Cluster
 
 pytestmark = [pytest.mark.usefixtures("cluster"), pytest.mark.timeout(180)]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        c.add_node(num_cpus=1)
+        c.connect()
+        yield c
+    finally:
+        zactor.shutdown()
+        c.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -120,6 +120,13 @@ class TaskManager:
                 # An argument failed: the task fails with the same error, without running.
                 self.complete_all(task, Status.ERROR, entry.loc, entry.blob)
                 return
+        if task.env is not None and task.env not in self.head.envs.envs:
+            from zactor.exceptions import RuntimeEnvSetupError
+
+            self.cannot_run(task, RuntimeEnvSetupError(
+                f"Task {task.spec[S.NAME]}: its runtime environment {task.env} was never "
+                "registered with this head"))
+            return
         task.state = "queued"
         if len(self.head.scheduler.nodes) > 1:
             task.prefer = self._holder_of_args(task)
