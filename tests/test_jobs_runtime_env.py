@@ -13,6 +13,7 @@ import tempfile
 import textwrap
 
 import pytest
+from remote_helpers import wait_until
 from wheels import OFFLINE, build_wheel
 
 import zactor
@@ -127,3 +128,62 @@ def test_a_drivers_init_runtime_env_applies_to_its_work(cluster, tmp_path, monke
                            for _ in range(4)]) == [("driver module", "yes")] * 4
     finally:
         zactor.shutdown()
+
+
+GATED_SETUP = """
+import os, time
+from setuptools import setup
+
+deadline = time.monotonic() + 90
+while not os.path.exists({gate!r}) and time.monotonic() < deadline:  # the test opens it
+    time.sleep(0.05)
+setup(name="zq-gated", version="1.0", py_modules=["zq_gated"])
+"""
+
+
+def gated_job(client, tmp_path, name):
+    wd = tmp_path / name
+    (wd / "gated").mkdir(parents=True)
+    gate = tmp_path / f"{name}.open"
+    (wd / "gated" / "setup.py").write_text(GATED_SETUP.format(gate=str(gate)))
+    (wd / "gated" / "zq_gated.py").write_text("OK = 'installed'\n")
+    job_id = client.submit_job(
+        entrypoint="python -c 'import zq_gated; print(zq_gated.OK)'",
+        runtime_env={"working_dir": str(wd),
+                     "pip": {"packages": ["./gated"], "pip_install_options": OFFLINE}})
+    wait_until(lambda: "pip install ./gated" in client.get_job_logs(job_id), timeout=60,
+               message="the job's setup to start")
+    return job_id, gate
+
+
+def test_a_job_is_pending_while_its_environment_is_set_up(client, tmp_path):
+    job_id, gate = gated_job(client, tmp_path, "slow")
+    info = client.get_job_info(job_id)
+    assert info.status == JobStatus.PENDING and "runtime environment" in info.message
+    gate.touch()
+    wait_until(lambda: client.get_job_status(job_id).is_terminal(), timeout=90,
+               message="the job to end")
+    assert client.get_job_status(job_id) == JobStatus.SUCCEEDED
+    assert "installed" in client.get_job_logs(job_id)
+
+
+def test_stopping_a_job_during_its_setup_ends_pip_too(client, tmp_path):
+    import psutil
+
+    job_id, gate = gated_job(client, tmp_path, "stopped")
+    pid = client.get_job_info(job_id).driver_pid
+    group = [p for p in psutil.process_iter() if _pgid(p.pid) == pid]
+    assert any("pip" in " ".join(p.cmdline()) for p in group if p.is_running())
+    assert client.stop_job(job_id)
+    wait_until(lambda: client.get_job_status(job_id) == JobStatus.STOPPED, timeout=30,
+               message="the job to stop")
+    wait_until(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+                               for p in group), timeout=30, message="its processes to end")
+    gate.touch()
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None

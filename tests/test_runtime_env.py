@@ -125,6 +125,23 @@ def test_working_dir_is_uploaded_unpacked_and_the_current_directory(tmp_path):
     assert not zactor.get(can_import.remote("only_in_working_dir"))
 
 
+def test_a_zipped_working_dir_with_one_top_directory_is_that_directory(tmp_path):
+    import zipfile
+
+    zipped = tmp_path / "project.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.writestr("project/zipped_module.py", "WHERE = 'in the zip'\n")
+        zf.writestr("project/sub/data.txt", "x")
+
+    @zactor.remote(runtime_env={"working_dir": str(zipped)})
+    def inside():
+        import zipped_module
+
+        return zipped_module.WHERE, sorted(os.listdir("."))
+
+    assert zactor.get(inside.remote()) == ("in the zip", ["sub", "zipped_module.py"])
+
+
 def test_a_working_dir_over_the_limit_is_refused_clearly(tmp_path, monkeypatch):
     (tmp_path / "big.bin").write_bytes(b"x" * 5000)
     monkeypatch.setattr(config, "RUNTIME_ENV_PACKAGE_MAX", 4096)
@@ -310,3 +327,51 @@ def test_the_cache_keeps_what_is_in_use_and_lets_the_rest_go(tmp_path, monkeypat
     assert unpacked(1) and unpacked(2)  # still over, but 1 is in use and 2 was just made
     _setup.collect(root)  # 2's process is gone now: it goes, 1 stays
     assert unpacked(1) and not unpacked(2)
+
+
+GATED_SETUP = """
+import os, time
+from setuptools import setup
+
+deadline = time.monotonic() + 90
+while not os.path.exists({gate!r}) and time.monotonic() < deadline:  # the test opens it
+    time.sleep(0.05)
+setup(name="zq-gated-task", version="1.0", py_modules=["zq_gated_task"])
+"""
+
+
+def test_a_worker_killed_while_setting_up_leaves_no_pip_and_loses_no_task(tmp_path):
+    import signal
+
+    import psutil
+
+    wd = tmp_path / "wd"
+    (wd / "gated").mkdir(parents=True)
+    gate = tmp_path / "open"
+    (wd / "gated" / "setup.py").write_text(GATED_SETUP.format(gate=str(gate)))
+    (wd / "gated" / "zq_gated_task.py").write_text("OK = 'installed'\n")
+
+    @zactor.remote(runtime_env={"working_dir": str(wd), "pip": {
+        "packages": ["./gated"], "pip_install_options": OFFLINE}})
+    def gated():
+        import zq_gated_task
+
+        return zq_gated_task.OK
+
+    ref = gated.remote()
+
+    def pip_processes():
+        found = []
+        for p in psutil.process_iter(["cmdline"]):
+            line = " ".join(p.info["cmdline"] or [])
+            if " -m pip " in line and " install " in line and config.RUNTIME_ENV_DIR in line:
+                found.append(p)
+        return found
+
+    pip = wait_until(pip_processes, timeout=60, message="pip to start")[0]
+    setting_up = pip.parent()  # the worker-to-be, forked by its node's zygote
+    setting_up.send_signal(signal.SIGKILL)
+    wait_until(lambda: not pip.is_running() or pip.status() == psutil.STATUS_ZOMBIE,
+               timeout=30, message="pip to die with the worker")
+    gate.touch()  # the next worker's setup may finish now
+    assert zactor.get(ref, timeout=120) == "installed"

@@ -2,11 +2,14 @@
 
 A job is a shell command run on the head's machine, in a process group of its own, with
 ``ZACTOR_ADDRESS`` set to the head's local socket (so ``zactor.init()`` with no address joins
-this cluster) and ``ZACTOR_JOB_ID`` naming the job. Its output goes to a log file in the
-head's state directory, capped at ``JOB_LOG_MAX`` bytes (the oldest half goes when it is
-full). The head watches the process through a pidfd: its exit code makes the job SUCCEEDED or
-FAILED; ``stop`` sends SIGTERM to the group, SIGKILL after ``JOB_STOP_GRACE_S``, and the job is
-STOPPED. Jobs are requested over the cluster's own authenticated connection only.
+this cluster) and ``ZACTOR_JOB_ID`` naming the job. Its process first sets up the job's
+runtime environment (zactor.runtime_env._job), the job PENDING meanwhile, as in Ray; it
+says so on a pipe when the command starts, and the job is RUNNING from then. Its output goes
+to a log file in the head's state directory, capped at ``JOB_LOG_MAX`` bytes (the oldest
+half goes when it is full). The head watches the process through a pidfd: its exit code makes
+the job SUCCEEDED or FAILED; ``stop`` sends SIGTERM to the group, SIGKILL after
+``JOB_STOP_GRACE_S``, and the job is STOPPED. Jobs are requested over the cluster's own
+authenticated connection only.
 
 Jobs are kept in the control log: a head restarted while a job's driver runs finds it again
 (the process outlives the head: it has a session of its own) and watches it anew, or marks it
@@ -41,7 +44,7 @@ TERMINAL = (STOPPED, SUCCEEDED, FAILED)
 class Job:
     __slots__ = ("job_id", "entrypoint", "status", "message", "metadata", "runtime_env",
                  "pid", "start_time", "end_time", "exit_code", "log_path", "fd", "stopping",
-                 "create_time", "drivers", "cpus", "held", "pending_start")
+                 "create_time", "drivers", "cpus", "held", "pending_start", "ready_fd")
 
     def __init__(self, job_id: str, entrypoint: str, metadata: dict, runtime_env: dict,
                  log_path: str) -> None:
@@ -63,6 +66,11 @@ class Job:
         self.cpus = 0.0  # entrypoint_num_cpus: held on the head's node while it runs
         self.held = False
         self.pending_start: bool | None = None  # True while it waits for its CPUs
+        self.ready_fd: int | None = None  # readable once its command starts (or fails to)
+
+    @property
+    def has_process(self) -> bool:
+        return bool(self.pid) and self.status in (PENDING, RUNNING)
 
     @property
     def exit_file(self) -> str:
@@ -162,18 +170,22 @@ class JobManager:
         env.pop("ZACTOR_RUNTIME_ENV", None)
         if job.runtime_env:
             env["ZACTOR_RUNTIME_ENV"] = json.dumps(job.runtime_env)
+        ready_r, ready_w = os.pipe()
         try:
             with open(job.log_path, "ab") as out:
                 # The shell writes the exit code down: a head restarted meanwhile is not the
                 # process's parent and could not read it otherwise.
                 script = f'{job.entrypoint}\nrc=$?\necho $rc > "{job.exit_file}"\nexit $rc'
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "zactor.runtime_env._job", job.exit_file, script],
-                    env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    start_new_session=True)
+                    [sys.executable, "-m", "zactor.runtime_env._job", job.exit_file,
+                     str(ready_w), script], env=env, stdin=subprocess.DEVNULL, stdout=out,
+                    stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(ready_w,))
         except OSError as exc:
+            os.close(ready_r)
             self._end(job, FAILED, None, f"Job failed to start: {exc}")
             return
+        finally:
+            os.close(ready_w)
         job.pid = proc.pid
         try:
             import psutil
@@ -182,9 +194,26 @@ class JobManager:
         except Exception:  # noqa: BLE001 - gone already: its exit is reported below
             pass
         self._popen[job.job_id] = proc  # reaped when it exits
-        job.status, job.message = RUNNING, "Job is currently running."
+        job.message = "Job is setting up its runtime environment."
+        job.ready_fd = ready_r
+        self.head.watch_fd(ready_r, lambda: self._command_started(job))
         self._log(job)
         self._watch(job)
+
+    def _command_started(self, job: Job) -> None:
+        """The job's process says its command starts (or, closing the pipe unsaid, that its
+        runtime environment failed: its exit tells the rest)."""
+        started = os.read(job.ready_fd, 1)
+        self._unwatch_ready(job)
+        if started and job.status == PENDING:
+            job.status, job.message = RUNNING, "Job is currently running."
+            self._log(job)
+
+    def _unwatch_ready(self, job: Job) -> None:
+        if job.ready_fd is not None:
+            self.head.unwatch_fd(job.ready_fd)
+            os.close(job.ready_fd)
+            job.ready_fd = None
 
     def _watch(self, job: Job) -> None:
         fd = pidfd(job.pid) if job.pid else None
@@ -195,6 +224,9 @@ class JobManager:
         self.head.watch_fd(fd, lambda: self._exited(job))
 
     def _exited(self, job: Job) -> None:
+        if job.ready_fd is not None and job.status == PENDING:
+            self._command_started(job)  # said just before it ended: RUNNING, then ended
+        self._unwatch_ready(job)
         if job.fd is not None:
             self.head.unwatch_fd(job.fd)
             os.close(job.fd)
@@ -345,7 +377,7 @@ class JobManager:
     def shutdown(self) -> None:
         """The cluster stops: so do the jobs still running (a SIGKILLed head leaves them to
         its successor instead)."""
-        running = [j for j in self.jobs.values() if j.status == RUNNING and j.pid]
+        running = [j for j in self.jobs.values() if j.has_process]
         for job in running:
             try:
                 os.killpg(job.pid, signal.SIGTERM)
@@ -368,8 +400,23 @@ class JobManager:
 
     def housekeeping(self) -> None:
         for job in self.jobs.values():
-            if job.status == RUNNING:
+            if job.has_process:
                 self._cap(job)
+                if job.status == PENDING and job.ready_fd is None:
+                    self._check_started(job)
+
+    def _check_started(self, job: Job) -> None:
+        """A job whose process this head did not start (it was restarted) is RUNNING once
+        that process is its command, no longer the environment's setup."""
+        import psutil
+
+        try:
+            setting_up = "zactor.runtime_env._job" in psutil.Process(job.pid).cmdline()
+        except psutil.Error:
+            return  # gone: its exit is handled as it comes
+        if not setting_up:
+            job.status, job.message = RUNNING, "Job is currently running."
+            self._log(job)
 
     def _get(self, job_id: str) -> Job:
         job = self.jobs.get(job_id)

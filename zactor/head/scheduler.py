@@ -50,7 +50,6 @@ class Node:
         self.workers: dict[int, object] = {}
         self.starting = 0  # workers asked for and not joined yet, of every environment
         self.env_starting: dict[str, int] = {}  # of those, the other environments'
-
         self.gpu_free = [1.0] * int(resources.get("GPU", 0))
         self.shm_dir = info.get("shm_dir")
         self.alive = True

@@ -1,7 +1,8 @@
 """A job's driver, put into the job's runtime environment before its entrypoint runs.
 
-``python -m zactor.runtime_env._job EXIT_FILE SCRIPT``: sets up ``ZACTOR_RUNTIME_ENV`` on
-this (the head's) machine, printing each step and pip's output to the job's log, then
+``python -m zactor.runtime_env._job EXIT_FILE READY_FD SCRIPT``: sets up
+``ZACTOR_RUNTIME_ENV`` on this (the head's) machine, printing each step and pip's output to
+the job's log, writes a byte to READY_FD (the head's pipe: the job is RUNNING now), then
 becomes ``/bin/sh -c SCRIPT`` (same pid and process group: stopping the job stops it) in
 the working dir, with the env vars, the py_modules importable and the virtualenv's python
 first on PATH. If setting up fails, the job fails: the error goes to the log and, for the
@@ -18,7 +19,7 @@ from zactor.exceptions import RuntimeEnvSetupError
 from zactor.runtime_env import _setup
 
 
-def main(exit_file: str, script: str) -> int:
+def main(exit_file: str, ready_fd: int, script: str) -> int:
     env = json.loads(os.environ.get("ZACTOR_RUNTIME_ENV") or "{}")
     environ = dict(os.environ)
     cwd = None
@@ -33,14 +34,17 @@ def main(exit_file: str, script: str) -> int:
                 f.write(str(exc))
             with open(exit_file, "w") as f:
                 f.write(f"{_setup.SETUP_FAILED_EXIT}\n")
+            os.close(ready_fd)
             return _setup.SETUP_FAILED_EXIT
         environ = act.environ(environ)
         cwd = act.cwd
     if cwd:
         os.chdir(cwd)
+    os.write(ready_fd, b"1")
+    os.close(ready_fd)
     os.execve("/bin/sh", ["/bin/sh", "-c", script], environ)
     return 127  # pragma: no cover - execve does not return
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(sys.argv[1], int(sys.argv[2]), sys.argv[3]))

@@ -100,7 +100,7 @@ def prepare(env: dict, root: str, report: Report) -> Activation:
     act.env_vars = dict(env.get("env_vars") or {})
     try:
         if env.get("working_dir"):
-            act.cwd = _working_dir(_unpacked(root, env["working_dir"], report))
+            act.cwd = _unpacked(root, env["working_dir"], report)
             act.paths.append(act.cwd)
         for uri in env.get("py_modules") or ():
             act.paths.append(_unpacked(root, uri, report))
@@ -209,15 +209,6 @@ def _size(path: str) -> int:
             except OSError:
                 pass
     return total
-
-
-def _working_dir(unpacked: str) -> str:
-    """A zip holding one top-level directory and nothing else is that directory (Ray's
-    rule for zipped working dirs)."""
-    entries = [e for e in os.listdir(unpacked) if e != "__MACOSX"]
-    if len(entries) == 1 and os.path.isdir(os.path.join(unpacked, entries[0])):
-        return os.path.join(unpacked, entries[0])
-    return unpacked
 
 
 def _pip_key(pip: dict, working_dir: str | None) -> str:

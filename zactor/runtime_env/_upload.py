@@ -76,6 +76,14 @@ def _upload_path(core: CoreClient, path: str, excludes: list[str], what: str,
         size = os.path.getsize(path)
         if size > limit:
             raise ValueError(_too_big(what, path, size, limit))
+        if what == "working_dir":
+            fd, tmp = tempfile.mkstemp(prefix="zactor-pkg-", suffix=".zip")
+            os.close(fd)
+            try:
+                if _without_top_directory(path, tmp):
+                    return _upload_file(core, tmp, ".zip", f"{what} {path!r}")
+            finally:
+                os.unlink(tmp)
         return _upload_file(core, path, path[-4:], f"{what} {path!r}")
     if os.path.exists(path):
         raise ValueError(f"runtime_env['{what}'] = {path!r} must be a directory, a .zip or "
@@ -128,6 +136,26 @@ def zip_directory(path: str, dest: str, excludes: list[str], top: bool, limit: i
                 while chunk := src.read(1 << 20):
                     out.write(chunk)
     return total
+
+
+def _without_top_directory(path: str, dest: str) -> bool:
+    """A zipped working dir holding one top-level directory and nothing else is that
+    directory (Ray's rule): write ``dest`` with its contents at the top; False if the zip
+    is not like that."""
+    with zipfile.ZipFile(path) as src:
+        names = [n for n in src.namelist() if not n.startswith("__MACOSX/")]
+        tops = {n.split("/", 1)[0] for n in names}
+        if len(tops) != 1 or not all(n.startswith(next(iter(tops)) + "/") for n in names):
+            return False
+        cut = len(next(iter(tops))) + 1
+        with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as out:
+            for info in src.infolist():
+                if info.filename in names and len(info.filename) > cut:
+                    inner = zipfile.ZipInfo(info.filename[cut:], _FIXED_TIME)
+                    inner.external_attr = info.external_attr
+                    inner.compress_type = zipfile.ZIP_DEFLATED
+                    out.writestr(inner, src.read(info))
+    return True
 
 
 def _upload_file(core: CoreClient, path: str, suffix: str, what: str) -> str:
