@@ -272,7 +272,13 @@ def render_status(report: dict) -> str:
                for shape, n in report["infeasible"].items()]
     if demand:
         out += ["", "Unmet resource demand",
-                table(["RESOURCES", "TASKS", "NOTE"], demand, right={1})]
+                table(["RESOURCES", "TASKS OR BUNDLES", "NOTE"], demand, right={1})]
+    groups = report.get("placement_groups") or []
+    if groups:
+        out += ["", "Placement groups", table(
+            ["ID", "NAME", "STRATEGY", "STATE", "BUNDLES PLACED"],
+            [[g["placement_group_id"][:12], g["name"] or "-", g["strategy"], g["state"],
+              f"{g['placed']}/{g['bundles']}"] for g in groups], right={4})]
     return "\n".join(out)
 
 

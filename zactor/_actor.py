@@ -7,7 +7,7 @@ from typing import Any
 from zactor import _ids, _options, _refs, _serialization, _state
 from zactor._generator import ObjectRefGenerator
 from zactor._object_ref import ObjectRef
-from zactor._submit import Exported, parent_task_id, submit
+from zactor._submit import Exported, captured, parent_task_id, submit
 from zactor.exceptions import _ActorExit
 from zactor.protocol import STREAMING, TaskKind, return_count
 
@@ -139,8 +139,14 @@ class ActorClass:
                 return ActorHandle(answer[1], answer[2] or meta, _owned=True)
         explicit_cpus = options.get("num_cpus") is not None
         hold = _options.task_resources(options, default_cpus=0)
-        place = hold if explicit_cpus else {**hold, "CPU": max(1.0, hold.get("CPU", 0.0))}
-        warn_if_infeasible(f"Actor {self.__name__}", place)
+        strategy = _options.scheduling_strategy(options)
+        in_group = _options.in_group(strategy)
+        # Ray places an actor on a CPU unless it says num_cpus; in a group, on what it holds.
+        place = hold if explicit_cpus or in_group else \
+            {**hold, "CPU": max(1.0, hold.get("CPU", 0.0))}
+        _options.check_group_fit(strategy, place, f"actor {self.__name__}")
+        if not in_group:
+            warn_if_infeasible(f"Actor {self.__name__}", place)
         actor_options = {
             "class_name": self.__name__, "meta": meta, "place": place, "name": name,
             "namespace": namespace, "lifetime": options.get("lifetime"),
@@ -148,9 +154,11 @@ class ActorClass:
             "max_restarts": options.get("max_restarts") or 0,
             "max_task_retries": options.get("max_task_retries") or 0,
             "supervisor": options.get("_supervisor"),
-            "strategy": _options.strategy_spec(options.get("scheduling_strategy")),
+            "strategy": _options.strategy_spec(strategy),
             "env": _options.env_key(core, options),
         }
+        if strategy is None and _state.worker is not None:
+            actor_options = captured(actor_options)
         spec = [_ids.new_task_id(), TaskKind.ACTOR_CREATE, f"{self.__name__}.__init__",
                 self._exported.hash, 0, hold, 0, False, None, None, None, actor_id, None,
                 parent_task_id(), False, actor_options, False]

@@ -10,17 +10,20 @@ import cloudpickle
 from zactor import config
 from zactor.protocol import DYNAMIC, STREAMING
 
+#: Ray's older spelling of PlacementGroupSchedulingStrategy, still accepted by Ray.
+GROUP_OPTIONS = frozenset({"placement_group", "placement_group_bundle_index",
+                           "placement_group_capture_child_tasks"})
 TASK_OPTIONS = frozenset({
     "num_returns", "num_cpus", "num_gpus", "resources", "memory", "max_retries",
     "retry_exceptions", "name", "scheduling_strategy", "runtime_env", "max_calls",
     "enable_task_events", "_metadata",
-})
+}) | GROUP_OPTIONS
 ACTOR_OPTIONS = frozenset({
     "num_cpus", "num_gpus", "resources", "memory", "name", "namespace", "lifetime",
     "max_restarts", "max_task_retries", "max_concurrency", "get_if_exists",
     "scheduling_strategy", "runtime_env", "max_pending_calls", "enable_task_events",
     "_metadata", "_supervisor",
-})
+}) | GROUP_OPTIONS
 METHOD_OPTIONS = frozenset({"num_returns", "name", "max_task_retries", "retry_exceptions",
                             "enable_task_events", "concurrency_group"})
 
@@ -84,6 +87,11 @@ def _check(key: str, value: Any) -> None:
             raise ValueError(f"{key} must be a non-empty string, got {value!r}")
     elif key == "scheduling_strategy":
         strategy_spec(value)  # raises on what is not a strategy
+    elif key == "placement_group":
+        from zactor.util.placement_group import PlacementGroup
+
+        if value != "default" and not isinstance(value, PlacementGroup):
+            raise ValueError(f"placement_group must be a PlacementGroup, got {value!r}")
     elif key == "runtime_env":
         from zactor.runtime_env._spec import validate as check_env
 
@@ -143,17 +151,65 @@ def env_key(core: Any, options: dict[str, Any]) -> str | None:
     return _upload.for_submission(core, _spec.validate(env) if env else None)
 
 
+def scheduling_strategy(options: dict[str, Any]) -> Any:
+    """``scheduling_strategy``, or the one Ray's older ``placement_group=`` options name."""
+    group = options.get("placement_group")
+    if group is None or group == "default":
+        return options.get("scheduling_strategy")
+    if options.get("scheduling_strategy") is not None:
+        raise ValueError("Use scheduling_strategy or placement_group, not both")
+    from zactor.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    index = options.get("placement_group_bundle_index")
+    return PlacementGroupSchedulingStrategy(
+        group, -1 if index is None else index,
+        options.get("placement_group_capture_child_tasks"))
+
+
 def strategy_spec(strategy: Any) -> object:
     """The spec's form of a ``scheduling_strategy`` (None for the default)."""
     if strategy is None or strategy == "DEFAULT":
         return None
     if strategy == "SPREAD":
         return "SPREAD"
-    from zactor.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    from zactor.util.scheduling_strategies import (
+        NodeAffinitySchedulingStrategy,
+        PlacementGroupSchedulingStrategy,
+    )
 
     if isinstance(strategy, NodeAffinitySchedulingStrategy):
         return ["node", bytes.fromhex(strategy.node_id), strategy.soft,
                 bool(strategy._spill_on_unavailable)]
+    if isinstance(strategy, PlacementGroupSchedulingStrategy):
+        return ["pg", strategy.placement_group.id.binary(),
+                strategy.placement_group_bundle_index,
+                bool(strategy.placement_group_capture_child_tasks)]
     raise NotImplementedError(
         f"scheduling_strategy={strategy!r} is not supported (DEFAULT, SPREAD, "
-        "NodeAffinitySchedulingStrategy)")
+        "NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy)")
+
+
+def in_group(strategy: Any) -> bool:
+    from zactor.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    return isinstance(strategy, PlacementGroupSchedulingStrategy)
+
+
+def check_group_fit(strategy: Any, request: dict[str, float], what: str) -> None:
+    """Ray's checks of work meant for a placement group, made where it is submitted: the
+    bundle index exists, and the request fits the bundle (any bundle, for index -1)."""
+    from zactor.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    if not isinstance(strategy, PlacementGroupSchedulingStrategy):
+        return
+    bundles = strategy.placement_group.bundle_specs
+    index = strategy.placement_group_bundle_index
+    if not -1 <= index < len(bundles):
+        raise ValueError(f"placement_group_bundle_index {index} is out of range: the "
+                         f"placement group has {len(bundles)} bundle(s)")
+    candidates = bundles if index == -1 else [bundles[index]]
+    if not any(all(b.get(k, 0.0) + 1e-9 >= v for k, v in request.items() if v)
+               for b in candidates):
+        raise ValueError(f"Cannot schedule {what} with the placement group because the "
+                         f"resource request {request} cannot fit into any bundles for the "
+                         f"placement group, {bundles}.")

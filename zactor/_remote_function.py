@@ -10,7 +10,7 @@ from zactor import _ids, _options, _state
 from zactor._actor import _auto_core
 from zactor._generator import ObjectRefGenerator
 from zactor._object_ref import ObjectRef
-from zactor._submit import Exported, parent_task_id, submit
+from zactor._submit import Exported, captured, parent_task_id, submit
 from zactor.protocol import STREAMING, TaskKind, return_count
 
 
@@ -63,14 +63,20 @@ class RemoteFunction:
 
         resources = _options.task_resources(options)
         name = options.get("name") or self._name
-        warn_if_infeasible(f"Task {name}", resources)
+        strategy = _options.scheduling_strategy(options)
+        _options.check_group_fit(strategy, resources, f"task {name}")
+        if not _options.in_group(strategy):  # a group's bundles were checked when made
+            warn_if_infeasible(f"Task {name}", resources)
         return {
             "resources": resources,
             "num_returns": _options.num_returns(options.get("num_returns"), self._is_generator),
             "max_retries": _options.max_retries(options),
             "retry": _options.retry_policy(options.get("retry_exceptions")),
             "name": name,
-            "spec_options": _spec_options(options, core),
+            "spec_options": _spec_options(options, strategy, core),
+            # No strategy of its own: it runs in its parent's placement group if the parent
+            # captures its children (decided at each call: the caller varies).
+            "capturable": strategy is None,
         }
 
     def _remote(self, args: tuple, kwargs: dict, options: dict, holder: Any) -> Any:
@@ -83,9 +89,12 @@ class RemoteFunction:
             self._exported = Exported(self._function, f"the function {self._name!r}")
         task_id = _ids.new_task_id()
         n = prepared["num_returns"]
+        spec_options = prepared["spec_options"]
+        if prepared["capturable"] and _state.worker is not None:
+            spec_options = captured(spec_options)
         spec = [task_id, TaskKind.TASK, prepared["name"], self._exported.hash, n,
                 prepared["resources"], prepared["max_retries"], prepared["retry"], None, None,
-                None, None, None, parent_task_id(), False, prepared["spec_options"], False]
+                None, None, None, parent_task_id(), False, spec_options, False]
         rids = _ids.return_ids(task_id, return_count(n))
         refs = [ObjectRef(oid) for oid in rids]
         submit(core, spec, args, kwargs, f"task {prepared['name']}", self._exported, rids)
@@ -98,11 +107,11 @@ class RemoteFunction:
         return refs
 
 
-def _spec_options(options: dict[str, Any], core: Any) -> dict | None:
+def _spec_options(options: dict[str, Any], strategy: Any, core: Any) -> dict | None:
     """What of a task's options the head needs: its placement strategy and its runtime
     environment's key, where not the default."""
     out = {}
-    strategy = _options.strategy_spec(options.get("scheduling_strategy"))
+    strategy = _options.strategy_spec(strategy)
     if strategy is not None:
         out["strategy"] = strategy
     env = _options.env_key(core, options)

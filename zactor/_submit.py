@@ -66,6 +66,15 @@ def parent_task_id() -> bytes | None:
     return worker.context.task_id
 
 
+def captured(spec_options: dict | None) -> dict | None:
+    """``spec_options`` of work submitted from a task or actor that runs in a placement
+    group capturing its children: in that group too (any bundle)."""
+    group = _state.worker.group()
+    if not group or not group[3]:
+        return spec_options
+    return {**(spec_options or {}), "strategy": ["pg", group[1], -1, True]}
+
+
 def submit(core: CoreClient, spec: list, args: tuple, kwargs: dict, what: str,
            exported: Exported | None, return_ids: list[bytes],
            actor_id: bytes | None = None) -> None:

@@ -191,6 +191,14 @@ class RuntimeEnvSetupError(ZactorError):
     (Ray's name); the message carries why, with pip's output when pip failed."""
 
 
+class TaskPlacementGroupRemoved(ZactorError):
+    """The placement group the task was to run in was removed (Ray's name)."""
+
+
+class ActorPlacementGroupRemoved(ActorError):
+    """The placement group the actor was placed in was removed (Ray's name)."""
+
+
 class HandshakeRefusedError(ZactorError, ConnectionError):
     """The head refused this process at connection: another zactor, protocol or Python
     version (both are named), or a node it declared dead."""

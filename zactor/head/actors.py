@@ -538,6 +538,10 @@ class ActorManager:
             f"The actor {actor.class_name} was killed by zactor.kill()", actor_id.hex())),
             kill=True)
 
+    def remove_with_group(self, actor: ActorRecord, exc: Exception) -> None:
+        """Its placement group was removed: the actor dies, without restarts."""
+        self.died(actor, dumps_plain(exc), kill=True)
+
     def exited(self, actor: ActorRecord) -> None:
         """The actor called exit_actor(): it ends for good, its queued calls fail. Its
         process exits by itself once told (it waits for this answer)."""

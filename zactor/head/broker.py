@@ -42,6 +42,7 @@ from zactor.head.control_log import ControlLog
 from zactor.head.jobs import JobManager
 from zactor.head.nodes import RemoteAgent
 from zactor.head.objects import ObjectDirectory
+from zactor.head.placement_groups import PlacementGroups
 from zactor.head.records import Client, Worker
 from zactor.head.requests import Requests
 from zactor.head.runtime_envs import RuntimeEnvs
@@ -118,6 +119,8 @@ class Broker:
         self.requests = Requests(self)
         self.jobs = JobManager(self)
         self.envs = RuntimeEnvs(self)
+        self.pgs = PlacementGroups(self)
+        self.scheduler.groups = self.pgs.groups
         self.timers: list = []  # (when, sequence, callable), a heap: see later()
         self.sys_path: list[str] = list(cfg.get("sys_path", []))
         self.dropped = 0
@@ -271,6 +274,9 @@ class Broker:
                 self._check_clients(now)
             if self.jobs.waiting:
                 self.jobs.start_pending()
+            if self.pgs.waiting:
+                self.pgs.place_waiting()
+                schedule()
             while self.timers and self.timers[0][0] <= now:
                 heapq.heappop(self.timers)[2]()
             if self.recovery_until and now > self.recovery_until:
@@ -553,6 +559,8 @@ class Broker:
         self._unwatch_client(client)
         if client.owned_actors:
             self.actors.owner_gone(client)
+        if client.kind == "driver":
+            self.pgs.owner_gone(client.key)
         self.tasks.client_gone(client.key)
         self.actors.client_gone(client.key)
         if client.node is not None:
@@ -712,6 +720,7 @@ class Broker:
         how = f"was lost with its node {name} ({why})"
         for pid in list(node.workers):
             self.worker_exited(node, pid, None, None, how=how)
+        self.pgs.node_died(node)
         self.transfers.node_died(node)
         source = self.transfer_address_of(node)
         if source:
@@ -920,10 +929,11 @@ class Broker:
         cpu = task.hold.get("CPU", 0)
         worker.node.mark_blocked(worker, blocked)
         if cpu:
+            pool = task.pool or worker.node  # a task in a placement group lends its bundle's
             if blocked:
-                worker.node.release({"CPU": cpu}, None)
+                pool.release({"CPU": cpu}, None)
             else:
-                worker.node.acquire({"CPU": cpu})
+                pool.acquire({"CPU": cpu})
 
     def on_cancel(self, client: Client, fields: list, _frames) -> None:
         oid, force, recursive = fields

@@ -59,7 +59,8 @@ class TaskRecord:
     __slots__ = ("spec", "task_id", "frames", "owner", "return_ids", "place", "hold", "shape",
                  "waiting", "worker", "node", "assigned", "retries_left", "parent", "state",
                  "acquired", "cancelled", "caller", "direct", "lineage_users",
-                 "lineage_inline", "lineage_upstream", "stream", "strategy", "prefer", "env")
+                 "lineage_inline", "lineage_upstream", "stream", "strategy", "prefer", "env",
+                 "pool")
 
     def __init__(self, spec: list, frames: list, owner: bytes, return_ids: list[bytes],
                  place: dict, hold: dict) -> None:
@@ -80,6 +81,9 @@ class TaskRecord:
         self.prefer = None  # the node holding most of its large arguments
         # Its runtime environment's key: it runs only in a worker made for that environment.
         self.env = options.get("env") if options else None
+        # What it takes its resources from while it runs: its node (None), or the
+        # placement group bundle it runs in (zactor.head.placement_groups).
+        self.pool = None
         self.shape = (tuple(sorted(place.items())), strategy, self.env)
         self.waiting = 0  # dependencies not ready yet
         self.worker: Worker | None = None

@@ -34,14 +34,68 @@ EPS = 1e-9
 _STARVED_NOTICE_S = 10.0
 
 
-class Node:
-    __slots__ = ("node_id", "agent", "total", "available", "idle", "workers", "starting",
-                 "gpu_free", "shm_dir", "alive", "warm_target", "info", "max_workers",
+class Resources:
+    """Resources to take from and give back: a node's, or a placement group bundle's (a
+    share of a node's). GPUs are assigned by device id: ``gpu_free[i]`` is the free share
+    of device ``gpu_ids[i]``, at most ``gpu_cap[i]``."""
+
+    __slots__ = ("available", "gpu_ids", "gpu_free", "gpu_cap")
+
+    def fits(self, req: dict) -> bool:
+        avail = self.available
+        for k, v in req.items():
+            if avail.get(k, 0.0) + EPS < v:
+                return False
+        return True
+
+    def acquire(self, req: dict) -> dict:
+        """Take ``req``; return what was assigned by index (GPUs)."""
+        avail = self.available
+        for k, v in req.items():
+            avail[k] = avail.get(k, 0.0) - v
+        gpus = req.get("GPU")
+        if not gpus:
+            return {}
+        return {"GPU": self._take_gpus(gpus)}
+
+    def release(self, req: dict, assigned: dict | None) -> None:
+        avail = self.available
+        for k, v in req.items():
+            avail[k] = avail.get(k, 0.0) + v
+        if assigned and "GPU" in assigned:
+            self._give_gpus(req.get("GPU", 0), assigned["GPU"])
+
+    def _take_gpus(self, amount: float) -> list[int]:
+        free, ids = self.gpu_free, self.gpu_ids
+        if amount >= 1:
+            whole = [i for i, f in enumerate(free) if f >= 1 - EPS][: math.ceil(amount)]
+            for i in whole:
+                free[i] = 0.0
+            return [ids[i] for i in whole]
+        for i, f in enumerate(free):
+            if f + EPS >= amount:
+                free[i] = f - amount
+                return [ids[i]]
+        return []
+
+    def _give_gpus(self, amount: float, gpu_ids: list[int]) -> None:
+        ids = self.gpu_ids
+        for gpu in gpu_ids:
+            if gpu in ids:
+                i = ids.index(gpu)
+                self.gpu_free[i] = min(self.gpu_cap[i],
+                                       self.gpu_free[i] + (1.0 if amount >= 1 else amount))
+
+
+class Node(Resources):
+    __slots__ = ("node_id", "host", "agent", "total", "idle", "workers", "starting",
+                 "shm_dir", "alive", "warm_target", "info", "max_workers",
                  "busy_actors", "blocked", "warn_at", "starved_noticed", "env_idle",
                  "env_starting")
 
     def __init__(self, node_id: bytes, agent, resources: dict, info: dict) -> None:
         self.node_id = node_id
+        self.host = self  # where work taking from these resources runs (see Bundle.host)
         self.agent = agent  # spawns and kills the node's workers, frees its object files
         self.total = dict(resources)
         self.available = dict(resources)
@@ -50,7 +104,9 @@ class Node:
         self.workers: dict[int, object] = {}
         self.starting = 0  # workers asked for and not joined yet, of every environment
         self.env_starting: dict[str, int] = {}  # of those, the other environments'
-        self.gpu_free = [1.0] * int(resources.get("GPU", 0))
+        self.gpu_ids = list(range(int(resources.get("GPU", 0))))
+        self.gpu_free = [1.0] * len(self.gpu_ids)
+        self.gpu_cap = [1.0] * len(self.gpu_ids)
         self.shm_dir = info.get("shm_dir")
         self.alive = True
         cpus = max(1, int(resources.get("CPU", 1)))
@@ -83,48 +139,6 @@ class Node:
             self.env_starting[env] -= 1
             if self.env_starting[env] <= 0:
                 del self.env_starting[env]
-
-    def fits(self, req: dict) -> bool:
-        avail = self.available
-        for k, v in req.items():
-            if avail.get(k, 0.0) + EPS < v:
-                return False
-        return True
-
-    def acquire(self, req: dict) -> dict:
-        """Take ``req``; return what was assigned by index (GPUs)."""
-        avail = self.available
-        for k, v in req.items():
-            avail[k] = avail.get(k, 0.0) - v
-        gpus = req.get("GPU")
-        if not gpus:
-            return {}
-        return {"GPU": self._take_gpus(gpus)}
-
-    def release(self, req: dict, assigned: dict | None) -> None:
-        avail = self.available
-        for k, v in req.items():
-            avail[k] = avail.get(k, 0.0) + v
-        if assigned and "GPU" in assigned:
-            self._give_gpus(req.get("GPU", 0), assigned["GPU"])
-
-    def _take_gpus(self, amount: float) -> list[int]:
-        free = self.gpu_free
-        if amount >= 1:
-            whole = [i for i, f in enumerate(free) if f >= 1 - EPS][: math.ceil(amount)]
-            for i in whole:
-                free[i] = 0.0
-            return whole
-        for i, f in enumerate(free):
-            if f + EPS >= amount:
-                free[i] = f - amount
-                return [i]
-        return []
-
-    def _give_gpus(self, amount: float, ids: list[int]) -> None:
-        for i in ids:
-            if i < len(self.gpu_free):
-                self.gpu_free[i] = min(1.0, self.gpu_free[i] + (1.0 if amount >= 1 else amount))
 
     def worker_count(self) -> int:
         """Workers that count against the cap: actors own theirs, and a worker blocked in get
@@ -161,6 +175,7 @@ class Scheduler:
         self._spread = 0  # where the next SPREAD task starts looking
         # Ends an idle worker (it exits): to make room for another environment's.
         self.retire: Callable | None = None
+        self.groups: dict = {}  # placement groups by id (zactor.head.placement_groups)
 
     # -- nodes -------------------------------------------------------------------------------
 
@@ -221,7 +236,7 @@ class Scheduler:
                 order = nodes
                 if task.strategy is not None or task.prefer is not None:
                     order = self._order(task, nodes)
-                    if isinstance(order, str):  # can never run: it fails, saying why
+                    if not isinstance(order, list):  # can never run: it fails, saying why
                         q.popleft()
                         self.queued -= 1
                         task.state = "unschedulable"
@@ -229,24 +244,28 @@ class Scheduler:
                             self.unschedulable(task, order)
                         continue
                 env = task.env
-                for node in order:
-                    if not node.fits(req):
+                # A node, or a placement group's bundle on its node (``host``): what the
+                # task takes its resources from.
+                for pool in order:
+                    if not pool.fits(req):
                         continue
+                    node = pool.host
                     idle = node.idle if env is None else node.env_idle.get(env)
                     if idle:
                         worker = idle.popleft()
                         q.popleft()
                         self.queued -= 1
+                        task.pool = None if pool is node else pool
                         self._dispatch(task, node, worker)
                         placed = True
                         break
-                    short = node
+                    short = pool
                 if not placed:
                     if short is not None:
                         # Resources are free but every worker is busy or blocked: ask for as
                         # many workers as the free resources can keep busy.
                         n = min(len(q), _how_many_fit(short.available, req))
-                        where = (short.node_id, env)
+                        where = (short.host.node_id, env)
                         wanted[where] = wanted.get(where, 0) + n
                     break
             if not q:
@@ -334,8 +353,9 @@ class Scheduler:
                     del node.env_idle[env]
 
 
-    def _order(self, task, nodes: list[Node]) -> list[Node] | str:
-        """The nodes to try for ``task``, best first; why not, if it can never be placed."""
+    def _order(self, task, nodes: list[Node]) -> list | str | Exception:
+        """The nodes (or bundles) to try for ``task``, best first; why not, if it can never
+        be placed."""
         strategy = task.strategy
         if strategy is None:  # prefer the node holding most of its large arguments
             prefer = task.prefer
@@ -348,6 +368,16 @@ class Scheduler:
             start = self._spread % len(nodes)
             self._spread += 1
             return nodes[start:] + nodes[:start]
+        if strategy[0] == "pg":  # the group's bundles (or the one it names), once placed
+            from zactor.exceptions import TaskPlacementGroupRemoved
+
+            group = self.groups.get(strategy[1])
+            if group is None or group.state == "REMOVED":
+                return TaskPlacementGroupRemoved(
+                    f"the placement group {strategy[1].hex()} it must run in was removed")
+            index = strategy[2]
+            bundles = group.bundles if index < 0 else group.bundles[index:index + 1]
+            return [b for b in bundles if b.node is not None and b.node.alive]
         # Ray's rules: the node, waiting while it is busy; elsewhere only if it is dead,
         # unknown or too small for the task (soft), or busy (_spill_on_unavailable).
         _, node_id, soft, spill = strategy

@@ -40,13 +40,17 @@ def report(head: Broker) -> dict[str, Any]:
     alive = [n for n in sched.nodes.values() if n.alive]
     demand: collections.Counter = collections.Counter()
     infeasible: collections.Counter = collections.Counter()
-    for queue in sched.queues.values():
-        for task in queue:
-            shape = ", ".join(f"{k}: {v:g}" for k, v in sorted(task.place.items())) or "{}"
-            if any(_covers(n.total, task.place) for n in alive):
-                demand[shape] += 1
-            else:
-                infeasible[shape] += 1
+    wanted = [(task.place, not any(_covers(n.total, task.place) for n in alive))
+              for queue in sched.queues.values() for task in queue
+              if not (type(task.strategy) is tuple and task.strategy[0] == "pg")]
+    # a group's tasks take from its bundles: what waits is the bundles of unplaced groups
+    for place, never in wanted + head.pgs.demand():
+        shape = ", ".join(f"{k}: {v:g}" for k, v in sorted(place.items())) or "{}"
+        (infeasible if never else demand)[shape] += 1
+    groups = [{"placement_group_id": g.pg_id.hex(), "name": g.name, "strategy": g.strategy,
+               "state": g.state, "bundles": len(g.bundles),
+               "placed": sum(b.node is not None for b in g.bundles)}
+              for g in head.pgs.groups.values() if g.state != "REMOVED"]
     return {
         "address": head.tcp_address or head.address,
         "encrypted": head.tcp is not None and head.auth is not None,
@@ -60,6 +64,7 @@ def report(head: Broker) -> dict[str, Any]:
         "tasks_queued": sched.queued, "tasks_waiting_for_args": waiting,
         "demand": dict(demand), "infeasible": dict(infeasible),
         "drivers": len(head.drivers),
+        "placement_groups": groups,
     }
 
 

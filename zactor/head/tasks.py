@@ -191,7 +191,7 @@ class TaskManager:
 
     def dispatch(self, task: TaskRecord, node, worker: Worker) -> None:
         """The scheduler placed ``task`` on ``worker``."""
-        task.assigned = node.acquire(task.hold)
+        task.assigned = (task.pool or node).acquire(task.hold)
         task.acquired = True
         task.node = node
         task.worker = worker
@@ -210,7 +210,7 @@ class TaskManager:
             hold = task.hold
             if worker is not None and worker.blocked and "CPU" in hold:
                 hold = {k: v for k, v in hold.items() if k != "CPU"}
-            task.node.release(hold, task.assigned)
+            (task.pool or task.node).release(hold, task.assigned)
 
     def on_done(self, worker: Worker, task_id: bytes, results: list, retryable: bool,
                 blobs: list, direct: list | None = None) -> None:
@@ -469,11 +469,18 @@ class TaskManager:
 
     # -- failures ----------------------------------------------------------------------------
 
-    def unschedulable(self, task: TaskRecord, why: str) -> None:
-        """``task`` can never be placed (a hard affinity to a dead node)."""
+    def unschedulable(self, task: TaskRecord, why: str | Exception) -> None:
+        """``task`` can never be placed (a hard affinity to a dead node, a placement group
+        removed)."""
         from zactor.exceptions import ActorUnschedulableError, TaskUnschedulableError
 
-        if task.spec[S.KIND] == TaskKind.ACTOR_CREATE:
+        if isinstance(why, Exception):
+            if task.spec[S.KIND] == TaskKind.ACTOR_CREATE:
+                from zactor.exceptions import ActorPlacementGroupRemoved
+
+                why = ActorPlacementGroupRemoved(str(why))
+            self.cannot_run(task, why)
+        elif task.spec[S.KIND] == TaskKind.ACTOR_CREATE:
             self.head.actors.unschedulable(task, ActorUnschedulableError(why))
         else:
             self.fail(task, TaskUnschedulableError(why))
@@ -504,6 +511,14 @@ class TaskManager:
                 f"The worker running task {task.spec[S.NAME]} (pid {worker.pid}) {how}, and "
                 f"the task has no retries left (max_retries={task.spec[S.MAX_RETRIES]})"))
 
+    def fail_running(self, task: TaskRecord, exc: Exception) -> None:
+        """A running normal task fails with ``exc`` now: its worker is killed."""
+        worker = task.worker
+        self.fail(task, exc)
+        if worker is not None:
+            worker.task = None
+            self.head.kill_worker(worker)
+
     def cancel(self, task_id: bytes, force: bool, recursive: bool) -> None:
         task = self.tasks.get(task_id)
         if recursive:
@@ -526,8 +541,6 @@ class TaskManager:
             self.fail(task, err)
             return
         if force and kind == TaskKind.TASK:
-            self.fail(task, err)
-            worker.task = None
-            self.head.kill_worker(worker)
+            self.fail_running(task, err)
         else:
             self.head.send(worker.client.key + b"!", encode(Msg.CANCEL_TASK, task_id, force))

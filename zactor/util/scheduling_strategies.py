@@ -14,7 +14,31 @@ Example::
 
 from __future__ import annotations
 
-__all__ = ["NodeAffinitySchedulingStrategy"]
+__all__ = ["NodeAffinitySchedulingStrategy", "PlacementGroupSchedulingStrategy"]
+
+
+class PlacementGroupSchedulingStrategy:
+    """Run in ``placement_group``'s bundle ``placement_group_bundle_index`` (-1: any of its
+    bundles), taking resources only from it. ``placement_group_capture_child_tasks=True``:
+    the tasks and actors it starts run in the group too, unless they say otherwise."""
+
+    def __init__(self, placement_group, placement_group_bundle_index: int = -1,
+                 placement_group_capture_child_tasks: bool | None = None) -> None:
+        from zactor.util.placement_group import PlacementGroup
+
+        if not isinstance(placement_group, PlacementGroup):
+            raise TypeError(f"placement_group must be a PlacementGroup, got "
+                            f"{placement_group!r}")
+        if isinstance(placement_group_bundle_index, bool) or \
+                not isinstance(placement_group_bundle_index, int):
+            raise TypeError("placement_group_bundle_index must be an int")
+        self.placement_group = placement_group
+        self.placement_group_bundle_index = placement_group_bundle_index
+        self.placement_group_capture_child_tasks = placement_group_capture_child_tasks
+
+    def __repr__(self) -> str:
+        return (f"PlacementGroupSchedulingStrategy({self.placement_group!r}, "
+                f"placement_group_bundle_index={self.placement_group_bundle_index})")
 
 
 class NodeAffinitySchedulingStrategy:

@@ -63,6 +63,8 @@ class TaskContext(threading.local):
     name: str = ""
     #: (resources held, GPU ids, namespace) of the running task; the actor's, in an actor.
     placement: tuple | None = None
+    #: ["pg", group id, bundle index, capture] of the running task's placement group, if any.
+    group: list | None = None
 
 
 class WorkerRuntime(ResultSender):
@@ -86,6 +88,7 @@ class WorkerRuntime(ResultSender):
         self.in_flight = 0
         self.in_flight_done = threading.Condition()
         self.actor_placement: tuple | None = None
+        self.actor_group: list | None = None  # the actor's placement group strategy
         self.restarts = 0  # how often this actor was rebuilt before this incarnation
         self.checkpointing = False  # the actor defines __zactor_checkpoint__
         self.actor_meta: dict | None = None
@@ -130,6 +133,10 @@ class WorkerRuntime(ResultSender):
         sys.stderr = ForwardedStream("stderr", self._prefix, self._send_log)
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    def group(self) -> list | None:
+        """The placement group strategy of the code running in the calling thread."""
+        return self.context.group or self.actor_group
 
     def placement(self) -> tuple | None:
         """(resources, GPU ids, namespace) of the code running in the calling thread."""
@@ -348,6 +355,9 @@ class WorkerRuntime(ResultSender):
         ctx.task_id = task_id
         ctx.name = spec[S.NAME]
         ctx.placement = fields[3]
+        options = spec[S.OPTIONS]
+        strategy = options.get("strategy") if options else None
+        ctx.group = strategy if strategy and strategy[0] == "pg" else None
         on_main = threading.get_ident() == self.main_ident
         keep: list = []
         try:
@@ -381,6 +391,7 @@ class WorkerRuntime(ResultSender):
         finally:
             self.current = None
             ctx.task_id = None
+            ctx.group = None
             ctx.name = ""
             for stream in (sys.stdout, sys.stderr):
                 stream.flush()
@@ -431,6 +442,8 @@ class WorkerRuntime(ResultSender):
         cls = self.functions[spec[S.FN_HASH]]
         self.actor_name = options.get("class_name") or getattr(cls, "__name__", "Actor")
         self.actor_meta = options.get("meta")
+        strategy = options.get("strategy")
+        self.actor_group = strategy if strategy and strategy[0] == "pg" else None
         self.context.task_id = spec[S.TASK_ID]
         self.context.name = f"{self.actor_name}.__init__"
         try:
