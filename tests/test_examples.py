@@ -23,6 +23,7 @@ def _run(args: list[str]) -> str:
     ("quickstart.py", "counter"),
     ("montecarlo_pi.py", "pi"),
     ("supervised_pipeline.py", "OK"),
+    ("placement_groups.py", "removed; OK"),
 ])
 def test_example_runs(example, expect):
     assert expect in _run([sys.executable, os.path.join("examples", example)])

@@ -227,3 +227,54 @@ def test_actor_with_explicit_resources_holds_them_for_its_lifetime():
     assert available.get("widget", 0) == 2
     zactor.kill(actor)
     wait_for_idle_cluster()
+
+
+@pytest.mark.timeout(60)
+def test_fractional_gpus_share_a_device_as_in_ray():
+    wait_for_idle_cluster()
+    halves = [Holder.options(num_cpus=0, num_gpus=0.5).remote() for _ in range(3)]
+    seen = [zactor.get(a.gpus.remote(), timeout=30) for a in halves]
+    devices = [ids[0] for ids, _ in seen]
+    assert devices[0] == devices[1] and devices[2] != devices[0]  # two halves fill one
+    assert all(cuda == str(ids[0]) for ids, cuda in seen)
+    assert zactor.available_resources()["GPU"] == 0.5
+    whole = Holder.options(num_cpus=0, num_gpus=1).remote()
+    ready, _ = zactor.wait([whole.ping.remote()], timeout=0.5)
+    assert not ready  # half of each device is taken: no whole one is free
+    zactor.kill(halves[0])
+    zactor.kill(halves[1])
+    ids, cuda = zactor.get(whole.gpus.remote(), timeout=30)
+    assert ids == [devices[0]] and cuda == str(devices[0])
+    for a in (halves[2], whole):
+        zactor.kill(a)
+    wait_for_idle_cluster()
+
+
+@pytest.mark.timeout(60)
+def test_a_placement_group_bundle_hands_out_the_gpus_it_reserved():
+    from zactor.util.placement_group import placement_group, remove_placement_group
+    from zactor.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    wait_for_idle_cluster()
+    group = placement_group([{"CPU": 1, "GPU": 1}, {"GPU": 1}])
+    assert group.wait(10)
+    assert zactor.available_resources().get("GPU", 0) == 0
+    ids = [zactor.get(gpu_task.options(num_cpus=0, scheduling_strategy=(
+        PlacementGroupSchedulingStrategy(group, i))).remote())["gpu_ids"] for i in range(2)]
+    assert sorted(i[0] for i in ids) == [0, 1]  # each bundle its own device
+    remove_placement_group(group)
+    wait_for_idle_cluster()
+
+
+@pytest.mark.timeout(60)
+def test_a_task_asking_for_two_gpus_sees_both():
+    wait_for_idle_cluster()
+    info = zactor.get(gpu_task.options(num_gpus=2).remote())
+    assert sorted(info["gpu_ids"]) == [0, 1] and info["cuda"] in ("0,1", "1,0")
+
+
+def test_shares_above_one_unit_must_be_whole_as_in_ray():
+    with pytest.raises(ValueError, match="must be whole numbers"):
+        gpu_task.options(num_gpus=1.5)
+    with pytest.raises(ValueError, match="must be whole numbers"):
+        gpu_task.options(resources={"widget": 2.5})

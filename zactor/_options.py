@@ -45,6 +45,13 @@ def _number(key: str, value: Any, minimum: float = 0) -> None:
         raise ValueError(f"{key} must be a number >= {minimum}, got {value!r}")
 
 
+def _whole_above_one(key: str, value: float) -> None:
+    """Ray's rule: a share of one unit (a GPU split between actors), or whole units."""
+    if value > 1 and value != int(value):
+        raise ValueError(f"Resource quantities >1 must be whole numbers. The specified "
+                         f"quantity {value} for {key} is invalid.")
+
+
 def _integer(key: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}")
@@ -53,7 +60,10 @@ def _integer(key: str, value: Any, minimum: int) -> None:
 def _check(key: str, value: Any) -> None:
     if value is None and key not in ("num_returns",):
         return
-    if key in ("num_cpus", "num_gpus", "memory"):
+    if key in ("num_cpus", "num_gpus"):
+        _number(key, value)
+        _whole_above_one(key, value)
+    elif key == "memory":
         _number(key, value)
     elif key == "num_returns":
         if value in ("dynamic", "streaming"):
@@ -73,6 +83,7 @@ def _check(key: str, value: Any) -> None:
                 raise ValueError(
                     f"Use the num_{name.lower()}s option, not resources={{{name!r}: ...}}")
             _number(f"resources[{name!r}]", amount)
+            _whole_above_one(f"resources[{name!r}]", amount)
     elif key == "retry_exceptions":
         if not isinstance(value, bool) and not (
             isinstance(value, (list, tuple))

@@ -46,6 +46,11 @@ class Resources:
         for k, v in req.items():
             if avail.get(k, 0.0) + EPS < v:
                 return False
+        gpus = req.get("GPU")
+        if gpus and self.gpu_free:  # the shares must be on devices: two halves are not one
+            if gpus >= 1:
+                return sum(f >= 1 - EPS for f in self.gpu_free) >= math.ceil(gpus)
+            return any(f + EPS >= gpus for f in self.gpu_free)
         return True
 
     def acquire(self, req: dict) -> dict:
