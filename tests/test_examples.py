@@ -24,6 +24,7 @@ def _run(args: list[str]) -> str:
     ("montecarlo_pi.py", "pi"),
     ("supervised_pipeline.py", "OK"),
     ("placement_groups.py", "removed; OK"),
+    ("gpus.py", "OK"),
 ])
 def test_example_runs(example, expect):
     assert expect in _run([sys.executable, os.path.join("examples", example)])
