@@ -75,13 +75,23 @@ def _logging(level: str) -> int:
               "state directory).")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--autoscaling-config", default=None, type=click.Path(dir_okay=False),
+              help="Grow and shrink the cluster as this YAML file says (Ray's format).")
 def head(host, port, num_cpus, num_gpus, resources, object_store_memory, state_dir,
-         insecure, daemon, log_level) -> None:
+         insecure, daemon, log_level, autoscaling_config) -> None:
     """Start a cluster's head, with a node agent for this machine."""
     from zactor import _registry, _session
     from zactor.head.__main__ import run_head
 
     res = _resources(resources)
+    autoscaling = None
+    if autoscaling_config:
+        from zactor.autoscaler import _config
+
+        try:
+            autoscaling = _config.load(autoscaling_config)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
     state_dir = os.path.abspath(os.path.expanduser(
         state_dir or os.path.join("~", ".zactor", f"head-{port}")))
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
@@ -102,6 +112,9 @@ def head(host, port, num_cpus, num_gpus, resources, object_store_memory, state_d
     gpus = num_gpus if num_gpus is not None else _session.detect_gpus()
     cfg = _session.cluster_head_config(host, port, cpus, gpus, res, object_store_memory,
                                        state_dir, insecure, lvl)
+    if autoscaling is not None:
+        autoscaling["provider"].setdefault("log_dir", state_dir)  # the nodes' output
+        cfg["autoscaling"] = autoscaling
     record = []
 
     def on_ready(broker) -> None:
@@ -258,8 +271,9 @@ def render_status(report: dict) -> str:
         cpu = f"{total.get('CPU', 0) - avail.get('CPU', 0):g}/{total.get('CPU', 0):g}"
         gpu = f"{total.get('GPU', 0) - avail.get('GPU', 0):g}/{total.get('GPU', 0):g}"
         mem = f"{human_bytes(n['store_used'])}/{human_bytes(n['store_capacity'])}"
+        state = "alive" if n["alive"] else "removed" if n.get("removed") else "DEAD"
         rows.append([n["node_id"][:12], n["ip"], "head" if n["is_head"] else "worker",
-                     "alive" if n["alive"] else "DEAD", cpu, gpu, mem, n["workers"]])
+                     state, cpu, gpu, mem, n["workers"]])
     out += ["", "Nodes", table(["NODE", "IP", "ROLE", "STATE", "CPU", "GPU", "OBJECT STORE",
                                 "WORKERS"], rows, right={4, 5, 6, 7})]
     states = report["actors_by_state"]
@@ -273,6 +287,21 @@ def render_status(report: dict) -> str:
     if demand:
         out += ["", "Unmet resource demand",
                 table(["RESOURCES", "TASKS OR BUNDLES", "NOTE"], demand, right={1})]
+    scaler = report.get("autoscaler")
+    if scaler:
+        out += ["", "Autoscaler", table(
+            ["NODE TYPE", "RESOURCES", "RUNNING", "LAUNCHING", "MIN", "MAX"],
+            [[t["node_type"], ", ".join(f"{k}: {v:g}" for k, v in t["resources"].items()),
+              t["running"], t["launching"], t["min_workers"], t["max_workers"]]
+             for t in scaler["node_types"]], right={2, 3, 4, 5})]
+        out.append(f"Pending launches: {len(scaler['pending_launches'])}; failed launches: "
+                   f"{scaler['failed_launches']}")
+        for failure in scaler["recent_failures"]:
+            out.append(f"  failed: {failure['node_type']}: {failure['error']}")
+        if scaler["events"]:
+            out += ["Recent scaling events:"] + [
+                f"  {time.strftime('%H:%M:%S', time.localtime(e['time']))} {e['event']}"
+                for e in scaler["events"]]
     groups = report.get("placement_groups") or []
     if groups:
         out += ["", "Placement groups", table(

@@ -104,7 +104,7 @@ class Cluster:
     def add_node(self, wait: bool = True, **node_args: Any) -> ClusterNode:
         """Start a node: the head, the first time; a worker node after that. Takes
         ``num_cpus`` (default 1), ``num_gpus``, ``resources``, ``object_store_memory``."""
-        unknown = set(node_args) - _NODE_ARGS - {"env_vars"}
+        unknown = set(node_args) - _NODE_ARGS - {"env_vars", "autoscaling_config"}
         if unknown:
             raise TypeError(f"add_node() got unsupported argument(s): {sorted(unknown)}")
         argv = ["--num-cpus", str(node_args.get("num_cpus", 1)),
@@ -117,6 +117,8 @@ class Cluster:
         if self.head_node is None:
             ready = os.path.join(self._state_dir, "head.ready")
             extra = ["--insecure"] if self.insecure else []
+            if node_args.get("autoscaling_config"):  # (the head only)
+                extra += ["--autoscaling-config", node_args["autoscaling_config"]]
             proc = self._spawn(["head", "--port", "0", "--state-dir", self._state_dir, *argv,
                                 *extra], env, "head.log")
             self._wait_for(lambda: os.path.exists(ready), proc, "the head to start")

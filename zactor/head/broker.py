@@ -121,7 +121,14 @@ class Broker:
         self.envs = RuntimeEnvs(self)
         self.pgs = PlacementGroups(self)
         self.scheduler.groups = self.pgs.groups
+        self.autoscaler = None
+        if cfg.get("autoscaling") and self.tcp is not None:
+            from zactor.autoscaler._autoscaler import Autoscaler
+
+            self.autoscaler = Autoscaler(self, cfg["autoscaling"])
         self.timers: list = []  # (when, sequence, callable), a heap: see later()
+        if self.autoscaler is not None:
+            self.later(0.0, self.autoscaler.update)
         self.sys_path: list[str] = list(cfg.get("sys_path", []))
         self.dropped = 0
         self.refused_hellos = 0  # peers of another version (refused connections: refusals)
@@ -650,6 +657,8 @@ class Broker:
         self.send(identity, encode(Msg.WELCOME, {"node_id": node_id,
                                                      "session": self.cfg["session"]}))
         self.scheduler.top_up(node)
+        if self.autoscaler is not None:
+            self.autoscaler.node_joined(info.get("launch_tag"), node)
 
     def on_heartbeat(self, agent: RemoteAgent, fields: list) -> None:
         agent.heard(fields[1])
@@ -694,24 +703,30 @@ class Broker:
                             client.kind, client.pid, now - client.last_ping)
                 self.drop_client(client)
 
-    def node_died(self, node: Node, why: str) -> None:
+    def node_died(self, node: Node, why: str, expected: bool = False) -> None:
         """Declare ``node`` dead: what ran there is replayed elsewhere, its actors restart
         elsewhere, its objects are rebuilt by lineage when they are needed (or reported
-        lost), and its agent, if it ever speaks again, is told to start clean."""
+        lost), and its agent, if it ever speaks again, is told to start clean.
+        ``expected``: it was let go on purpose (scaled down), nobody is warned."""
         if not node.alive:
             return
         node.alive = False
         name = node.node_id.hex()[:12]
-        log.warning("node %s (%s) is dead: %s", name, node.info.get("ip"), why)
-        self.notify_drivers(logging.WARNING, f"Node {name} ({node.info.get('ip')}) died: "
-                            f"{why}. Its tasks are retried and its actors restarted on other "
-                            "nodes.")
+        if expected:
+            log.info("node %s (%s) removed: %s", name, node.info.get("ip"), why)
+            node.info["removed"] = why
+        else:
+            log.warning("node %s (%s) is dead: %s", name, node.info.get("ip"), why)
+            self.notify_drivers(logging.WARNING, f"Node {name} ({node.info.get('ip')}) "
+                                f"died: {why}. Its tasks are retried and its actors "
+                                "restarted on other nodes.")
         agent = node.agent
         identity = getattr(agent, "identity", None)
         if identity is not None:
             self.remote_agents.pop(identity, None)
             self.dead_agents[identity] = node.node_id
-            agent.send(encode(Msg.RESTART, "dead"))  # heard only if it is still there
+            if not expected:  # (one let go was told to stop: it must not start again)
+                agent.send(encode(Msg.RESTART, "dead"))  # heard only if it is still there
             agent.store.died()
         node.starting = 0
         node.env_starting.clear()
@@ -720,7 +735,6 @@ class Broker:
         how = f"was lost with its node {name} ({why})"
         for pid in list(node.workers):
             self.worker_exited(node, pid, None, None, how=how)
-        self.pgs.node_died(node)
         self.transfers.node_died(node)
         source = self.transfer_address_of(node)
         if source:
@@ -729,6 +743,17 @@ class Broker:
                     other.agent.store.source_gone(source, f"node {name} died")
             if self.puller is not None:
                 self.puller.source_gone(source, f"node {name} died")
+        self.pgs.node_died(node)
+        if self.autoscaler is not None:
+            self.autoscaler.node_died(node)
+
+    def retire_node(self, node: Node, why: str) -> None:
+        """Let a node go on purpose: its agent stops, and the node is gone from the
+        cluster (the autoscaler scaling down)."""
+        agent = node.agent
+        if getattr(agent, "identity", None) is not None:
+            agent.send(encode(Msg.SHUTDOWN))
+        self.node_died(node, why, expected=True)
 
     def _dispatch(self, task, node: Node, worker: Worker) -> None:
         self.tasks.dispatch(task, node, worker)
@@ -968,6 +993,8 @@ class Broker:
         self.jobs.shutdown()
         for agent in self.remote_agents.values():
             agent.send(encode(Msg.SHUTDOWN))
+        if self.autoscaler is not None:
+            self.autoscaler.shutdown()
         if self.puller is not None:
             self.puller.close()
         if self.transfer_server is not None:

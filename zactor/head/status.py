@@ -20,6 +20,7 @@ def report(head: Broker) -> dict[str, Any]:
         nodes.append({
             "node_id": node.node_id.hex(), "ip": node.info.get("ip", ""),
             "hostname": node.info.get("hostname", ""), "alive": node.alive,
+            "removed": node.info.get("removed"),
             "is_head": node is head.head_node,
             "total": {k: v for k, v in node.total.items() if not k.startswith("node:")},
             "available": {k: max(0.0, v) for k, v in node.available.items()
@@ -65,6 +66,7 @@ def report(head: Broker) -> dict[str, Any]:
         "demand": dict(demand), "infeasible": dict(infeasible),
         "drivers": len(head.drivers),
         "placement_groups": groups,
+        "autoscaler": head.autoscaler.report() if head.autoscaler is not None else None,
     }
 
 

@@ -85,7 +85,9 @@ class NodeDaemon:
     def hello(self) -> None:
         agent = self.agent
         info = {**agent.info, **peer_versions(), "transfer": self.transfer_address,
-                "pid": os.getpid(), "workers": sorted(agent.workers)}
+                "pid": os.getpid(), "workers": sorted(agent.workers),
+                # set by the autoscaler's provider: which of its launches this node is
+                "launch_tag": os.environ.get("ZACTOR_NODE_TAG")}
         self._send(encode(Msg.NODE_HELLO, agent.node_id, agent.resources, info))
 
     def _alloc(self, req: int, client: bytes, oid: bytes, size: int) -> None:
@@ -197,6 +199,8 @@ class NodeDaemon:
     def _restart(self, why: str) -> None:
         """``rejoin``: a new head lost track of this node (it restarted): say hello again.
         Anything else: the head declared this node dead; start again, clean."""
+        if self.stopping:  # told to stop (scaled down, the cluster stopping): it stops
+            return
         if why == "rejoin":
             self.welcomed = False
             self.hello()
@@ -242,11 +246,12 @@ def run_node(cfg: dict, creds: Credentials) -> int:
     """Run a node agent until it is stopped; restart it clean when its head says so.
     Returns the process's exit code."""
     _process.set_process_name("zactor-node")
-    stop = {"now": False}
+    stop = {"now": False, "cleaning": False}
 
     def on_signal(signum, frame):  # noqa: ARG001
         stop["now"] = True
-        raise SystemExit(0)
+        if not stop["cleaning"]:  # never in the middle of removing the node's files
+            raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
@@ -258,7 +263,9 @@ def run_node(cfg: dict, creds: Credentials) -> int:
             except SystemExit:
                 code = 0
             finally:
+                stop["cleaning"] = True
                 daemon.shutdown()
+                stop["cleaning"] = False
             if code != 3 or stop["now"]:
                 return code
             cfg = {**cfg, "node_id": os.urandom(14).hex()}  # a new node: nothing of the old
