@@ -34,7 +34,17 @@ netns-tools:
 		(apt-get update -qq && apt-get install -y -qq iproute2) || \
 		echo "could not install iproute2: network-namespace tests will be skipped" >&2
 
-test: lint bytecode netns-tools
+# The Slurm provider's tests run a real one-machine Slurm (slurmctld, slurmd, munge), which
+# the tests start in a directory of their own and stop again (tests/slurm.py); as root,
+# install Debian's packages when missing. Does nothing once sbatch is there.
+.PHONY: slurm-tools
+slurm-tools:
+	@command -v sbatch >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			slurm-wlm munge >/dev/null) || \
+		echo "could not install slurm-wlm and munge: the Slurm tests will be skipped" >&2
+
+test: lint bytecode netns-tools slurm-tools
 	$(PY) -m pytest
 
 # Ray lives in a virtualenv of its own: it is a point of comparison, never a dependency.
