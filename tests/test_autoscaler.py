@@ -6,6 +6,8 @@ with back-off and reported in ``zactor status``, never a hang."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
 
 import psutil
@@ -165,3 +167,18 @@ def test_bad_configs_are_refused_clearly():
     ]:
         with pytest.raises(ValueError, match=words):
             _config.validate(bad)
+
+
+def test_the_readme_example_grows_the_cluster():
+    config = os.path.join(os.path.dirname(TESTS), "examples", "autoscaling", "local.yaml")
+    cluster = Cluster(initialize_head=True,
+                      head_node_args={"num_cpus": 2, "autoscaling_config": config})
+    try:
+        out = subprocess.run([sys.executable, os.path.join(os.path.dirname(TESTS), "examples",
+                                                           "autoscaling", "grow.py"),
+                              cluster.address], env=cluster._env, capture_output=True,
+                             text=True, timeout=150)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "ran at once on 4 nodes" in out.stdout and "OK" in out.stdout
+    finally:
+        cluster.shutdown()
