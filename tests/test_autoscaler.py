@@ -5,6 +5,7 @@ with back-off and reported in ``zactor status``, never a hang."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -60,6 +61,20 @@ def write_config(path, **provider) -> str:
     return str(path)
 
 
+def run_job_needing_8_cpus(cluster, tmp_path, monkeypatch) -> None:
+    """Run JOB as a job on ``cluster`` (a 2-CPU head): it succeeds once the cluster has
+    grown to four nodes."""
+    monkeypatch.setenv("ZACTOR_CLUSTER_KEY_FILE", cluster._env["ZACTOR_CLUSTER_KEY_FILE"])
+    (tmp_path / "job.py").write_text(JOB)
+    (tmp_path / "barrier").mkdir()
+    with contextlib.closing(JobSubmissionClient(cluster.address)) as client:
+        job_id = client.submit_job(entrypoint=f"python job.py {tmp_path / 'barrier'}",
+                                   runtime_env={"working_dir": str(tmp_path)})
+        logs = "".join(client.follow_logs(job_id))
+        assert client.get_job_status(job_id) == JobStatus.SUCCEEDED, logs
+    assert "parts on 4 nodes; all ran: True" in logs  # the head and three new nodes
+
+
 def status() -> dict:
     return zactor._api.core().request("cluster_status")
 
@@ -73,21 +88,12 @@ def test_a_job_grows_the_cluster_and_it_shrinks_back(tmp_path, monkeypatch):
         "num_cpus": 2, "autoscaling_config": write_config(tmp_path / "scale.yaml")})
     try:
         cluster.connect()
-        monkeypatch.setenv("ZACTOR_CLUSTER_KEY_FILE", cluster._env["ZACTOR_CLUSTER_KEY_FILE"])
-        (tmp_path / "job.py").write_text(JOB)
-        (tmp_path / "barrier").mkdir()
-        client = JobSubmissionClient(cluster.address)
-        job_id = client.submit_job(entrypoint=f"python job.py {tmp_path / 'barrier'}",
-                                   runtime_env={"working_dir": str(tmp_path)})
-        logs = "".join(client.follow_logs(job_id))
-        assert client.get_job_status(job_id) == JobStatus.SUCCEEDED, logs
-        assert "parts on 4 nodes; all ran: True" in logs  # the head and three new nodes
+        run_job_needing_8_cpus(cluster, tmp_path, monkeypatch)
         report = status()["autoscaler"]
         assert any("launching 3 node(s) of type cpu2" in e["event"] for e in report["events"])
         wait_until(lambda: alive_nodes() == 1, timeout=60, message="the cluster shrunk back")
         text = render_status(status())
         assert "Autoscaler" in text and "removed" in text and "idle for" in text
-        client.close()
     finally:
         zactor.shutdown()
         cluster.shutdown()

@@ -13,10 +13,9 @@ import textwrap
 import pytest
 from remote_helpers import wait_until
 from slurm import SlurmCluster, missing
-from test_autoscaler import JOB
+from test_autoscaler import run_job_needing_8_cpus
 
 import zactor
-from zactor.job_submission import JobStatus, JobSubmissionClient
 from zactor.testing import Cluster
 
 pytestmark = [pytest.mark.timeout(240),
@@ -56,21 +55,12 @@ def test_a_job_grows_the_cluster_with_slurm_jobs_and_it_shrinks_back(slurm, tmp_
                       head_node_args={"num_cpus": 2, "autoscaling_config": str(config)})
     try:
         cluster.connect()
-        monkeypatch.setenv("ZACTOR_CLUSTER_KEY_FILE", cluster._env["ZACTOR_CLUSTER_KEY_FILE"])
-        (tmp_path / "job.py").write_text(JOB)
-        (tmp_path / "barrier").mkdir()
-        client = JobSubmissionClient(cluster.address)
-        job_id = client.submit_job(entrypoint=f"python job.py {tmp_path / 'barrier'}",
-                                   runtime_env={"working_dir": str(tmp_path)})
-        output = "".join(client.follow_logs(job_id))
-        assert client.get_job_status(job_id) == JobStatus.SUCCEEDED, output
-        assert "parts on 4 nodes; all ran: True" in output
+        run_job_needing_8_cpus(cluster, tmp_path, monkeypatch)
         assert len(os.listdir(logs)) == 3  # three Slurm jobs ran node agents
         wait_until(lambda: not ours(slurm), timeout=90,
                    message="the Slurm jobs cancelled after the idle timeout")
         nodes = zactor._api.core().request("cluster_status")["nodes"]
         assert sum(n["alive"] for n in nodes) == 1
-        client.close()
     finally:
         zactor.shutdown()
         cluster.shutdown()

@@ -103,11 +103,15 @@ class Autoscaler:
 
     def update(self) -> None:
         now = time.monotonic()
-        self._collect()
-        self._check_launches(now)
-        self._scale_up(now)
-        self._scale_down(now)
-        self.head.later(UPDATE_S, self.update)
+        try:
+            self._collect()
+            self._check_launches(now)
+            self._scale_up(now)
+            self._scale_down(now)
+        except Exception:  # noqa: BLE001 - a bug here must not stop the head, nor scaling
+            log.exception("autoscaler: this round failed")
+        finally:
+            self.head.later(UPDATE_S, self.update)
 
     def _collect(self) -> None:
         while True:
