@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -113,9 +114,12 @@ def test_min_workers_are_kept_and_failed_launches_back_off(tmp_path):
         report = status()["autoscaler"]
         failures = report["recent_failures"]
         assert "no capacity" in failures[0]["error"]
-        gaps = [b["time"] - a["time"] for a, b in zip(failures[:-1], failures[1:], strict=True)]
-        assert gaps[-1] > gaps[0]  # backing off: each wait longer than the last
-        assert any("retrying in" in e["event"] for e in report["events"])
+        # Backing off: each wait twice the last, and no retry before its wait is over.
+        delays = [float(re.search(r"retrying in ([0-9.]+) s", e["event"]).group(1))
+                  for e in report["events"] if "retrying in" in e["event"]]
+        assert delays[:3] == [0.5, 1.0, 2.0]
+        for before, after, delay in zip(failures, failures[1:], delays, strict=False):
+            assert after["time"] - before["time"] >= delay - 0.05
         assert "failed launches: " in render_status(status())
         assert zactor.get(zactor.remote(lambda: 1).remote(), timeout=10) == 1  # no hang
     finally:
