@@ -15,6 +15,7 @@ it unless ``lifetime="detached"``.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import time
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+#: Removed groups the table still shows, at most (the oldest go first).
+REMOVED_KEPT = 1000
 PENDING, CREATED, REMOVED, RESCHEDULING = "PENDING", "CREATED", "REMOVED", "RESCHEDULING"
 
 
@@ -106,6 +109,7 @@ class PlacementGroups:
         self.groups: dict[bytes, Group] = {}
         self.names: dict[tuple[str, str], bytes] = {}
         self.waiting: list[Group] = []  # PENDING or RESCHEDULING, oldest first
+        self.removed: collections.deque = collections.deque()  # kept for the table, a while
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -161,6 +165,9 @@ class PlacementGroups:
         self._end_work(group)
         for bundle in group.bundles:
             bundle.give_back()
+        self.removed.append(pg_id)
+        if len(self.removed) > REMOVED_KEPT:
+            self.groups.pop(self.removed.popleft(), None)
         return True
 
     def get_by_name(self, name: str, namespace: str) -> list | None:
