@@ -7,11 +7,11 @@ import zactor
 EXPECTED = {
     "ActorClass", "ActorHandle", "DynamicObjectRefGenerator", "ObjectRef", "ObjectRefGenerator",
     "__version__", "actor", "available_resources", "cancel", "cloudpickle",
-    "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids", "get_runtime_context",
-    "init", "is_initialized", "kill", "method", "nodes", "put", "remote", "remote_function",
-    "runtime_context", "runtime_env", "shutdown", "util", "wait",
+    "cluster_resources", "data", "exceptions", "get", "get_actor", "get_gpu_ids",
+    "get_runtime_context", "init", "is_initialized", "kill", "method", "nodes", "put",
+    "remote", "remote_function", "runtime_context", "runtime_env", "shutdown", "util", "wait",
 }
-MODULES = {"actor", "cloudpickle", "exceptions", "remote_function", "runtime_context",
+MODULES = {"actor", "cloudpickle", "data", "exceptions", "remote_function", "runtime_context",
            "runtime_env", "util"}
 
 

@@ -64,6 +64,7 @@ _WHERE = {
     "remote_function": "zactor.remote_function",
     "runtime_context": "zactor.runtime_context",
     "runtime_env": "zactor.runtime_env",
+    "data": "zactor.data",
     "util": "zactor.util",
     "cloudpickle": "cloudpickle",  # Ray re-exports the cloudpickle it uses: so do we
 }
@@ -80,6 +81,7 @@ __all__ = [
     "cancel",
     "cloudpickle",
     "cluster_resources",
+    "data",
     "exceptions",
     "get",
     "get_actor",

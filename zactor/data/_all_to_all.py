@@ -1,0 +1,231 @@
+"""Operators that need all of their input: repartition, shuffles, sort, groupby.
+
+Each is a map phase (a task per input block, splitting it into partitions) and a reduce
+phase (a task per output partition, joining its pieces), all through the object store;
+the driver only handles refs and metadata. pyarrow does the sorting and grouping.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+import zactor
+from zactor.data import _block
+
+
+def _pairs(refs_and_metas: list) -> list:
+    metas = zactor.get([m for _, m in refs_and_metas])
+    return [(r, m) for (r, _), m in zip(refs_and_metas, metas, strict=True)]
+
+
+@zactor.remote(num_returns=2)
+def _concat_pieces(*pieces):
+    block = _block.concat(list(pieces))
+    return block, _block.metadata(block)
+
+
+@zactor.remote(num_returns=2)
+def _concat_shuffled(seed, *pieces):
+    block = _block.concat(list(pieces))
+    if block.num_rows:
+        block = block.take(np.random.default_rng(seed).permutation(block.num_rows))
+    return block, _block.metadata(block)
+
+
+# -- repartition -----------------------------------------------------------------------------
+
+@zactor.remote
+def _slice_ranges(block, ranges):
+    return [block.slice(a, b - a) for a, b in ranges]
+
+
+def repartition(pairs: list, n: int) -> list:
+    """``n`` blocks of (near) equal rows, in order."""
+    total = builtins.sum(m["rows"] for _, m in pairs)
+    edges = np.linspace(0, total, n + 1).astype(int)
+    pieces: list[list] = [[] for _ in builtins.range(n)]
+    offset = 0
+    for ref, meta in pairs:
+        lo, hi = offset, offset + meta["rows"]
+        offset = hi
+        wanted = []
+        for i in builtins.range(n):
+            a, b = max(lo, edges[i]), min(hi, edges[i + 1])
+            if a < b:
+                wanted.append((i, int(a - lo), int(b - lo)))
+        if wanted:
+            sliced = zactor.get(_slice_ranges.remote(ref, [(a, b) for _, a, b in wanted]))
+            for (i, _, _), piece in zip(wanted, sliced, strict=True):
+                pieces[i].append(zactor.put(piece))
+    return _pairs([_concat_pieces.remote(*p) for p in pieces])
+
+
+# -- shuffles ----------------------------------------------------------------------------------
+
+@zactor.remote
+def _scatter_random(block, n: int, seed):
+    rng = np.random.default_rng(seed)
+    owner = rng.integers(0, n, block.num_rows)
+    return [block.filter(pa.array(owner == i)) for i in builtins.range(n)]
+
+
+def random_shuffle(pairs: list, seed, n: int | None = None) -> list:
+    n = n or max(1, len(pairs))
+    base = np.random.SeedSequence(seed).generate_state(len(pairs) + n) if seed is not None \
+        else [None] * (len(pairs) + n)
+    scattered = [_scatter_random.options(num_returns=1).remote(ref, n, _seed(base[i]))
+                 for i, (ref, _) in enumerate(pairs)]
+    parts = zactor.get(scattered)  # lists of pieces (small refs would be better; see note)
+    columns = [[zactor.put(p[i]) for p in parts] for i in builtins.range(n)]
+    return _pairs([_concat_shuffled.remote(_seed(base[len(pairs) + i]), *col)
+                   for i, col in enumerate(columns)])
+
+
+def _seed(value):
+    return None if value is None else int(value)
+
+
+def randomize_block_order(pairs: list, seed) -> list:
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    return [pairs[i] for i in order]
+
+
+# -- sort ------------------------------------------------------------------------------------
+
+@zactor.remote
+def _sample(block, keys: list, k: int):
+    if block.num_rows == 0:
+        return block.select(keys) if block.num_columns else block
+    idx = np.linspace(0, block.num_rows - 1, min(k, block.num_rows)).astype(int)
+    return block.select(keys).take(pa.array(idx))
+
+
+@zactor.remote
+def _scatter_sorted(block, keys: list, bounds):
+    """The block's rows, sorted, cut by the first key into the ranges [bounds[i-1],
+    bounds[i]) (rows of one first key stay together)."""
+    if block.num_rows:
+        block = block.sort_by([(k, "ascending") for k in keys])
+    if bounds is None or len(bounds) == 0 or block.num_rows == 0:
+        return [block]
+    key = block.column(keys[0]).to_numpy(zero_copy_only=False)
+    cut = [0, *np.searchsorted(key, bounds, side="left").tolist(), block.num_rows]
+    return [block.slice(a, b - a) for a, b in zip(cut[:-1], cut[1:], strict=True)]
+
+
+@zactor.remote(num_returns=2)
+def _merge_sorted(keys, descending, *pieces):
+    block = _block.concat(list(pieces))
+    if block.num_rows:
+        order = "descending" if descending else "ascending"
+        block = block.sort_by([(k, order) for k in keys])
+    return block, _block.metadata(block)
+
+
+def sort(pairs: list, keys: list, descending: bool) -> list:
+    """Sample the first key, cut its range into as many parts as there are blocks, send
+    each row to its part, sort each part: the parts in order are the sorted dataset."""
+    if not pairs:
+        return []
+    n = len(pairs)
+    bounds = None
+    if n > 1:
+        samples = _block.concat(zactor.get([_sample.remote(r, keys, 20) for r, _ in pairs]))
+        if samples.num_rows:
+            col = np.sort(samples.column(keys[0]).to_numpy(zero_copy_only=False))
+            bounds = np.unique(col[np.linspace(0, len(col) - 1, n + 1).astype(int)[1:-1]])
+    parts = zactor.get([_scatter_sorted.remote(r, keys, bounds) for r, _ in pairs])
+    width = max(len(p) for p in parts)
+    columns = [[zactor.put(p[i]) for p in parts if i < len(p)]
+               for i in builtins.range(width)]
+    out = _pairs([_merge_sorted.remote(keys, descending, *col) for col in columns])
+    return out[::-1] if descending else out
+
+
+# -- groupby ---------------------------------------------------------------------------------
+
+@zactor.remote
+def _scatter_hash(block, keys: list, n: int):
+    """The block's rows by the hash of their keys: a key's rows all go to one part. (The
+    hash is pandas', which is the same in every process, unlike Python's.)"""
+    import pandas as pd
+
+    if block.num_rows == 0 or n == 1:
+        return [block] + [block.slice(0, 0)] * (n - 1)
+    hashes = pd.util.hash_pandas_object(block.select(keys).to_pandas(), index=False)
+    owner = hashes.to_numpy() % np.uint64(n)
+    return [block.filter(pa.array(owner == i)) for i in builtins.range(n)]
+
+
+def hash_partition(pairs: list, keys: list, n: int) -> list[list]:
+    """For each of ``n`` partitions, the refs of its pieces (rows of one key together)."""
+    parts = zactor.get([_scatter_hash.remote(r, keys, n) for r, _ in pairs])
+    return [[zactor.put(p[i]) for p in parts] for i in builtins.range(n)]
+
+
+_ARROW_AGG = {"count": "count", "sum": "sum", "min": "min", "max": "max", "mean": "mean",
+              "std": "stddev"}
+
+
+@zactor.remote(num_returns=2)
+def _aggregate(keys, aggs, *pieces):
+    block = _block.concat(list(pieces))
+    if block.num_rows == 0:
+        out = pa.table({})
+        return out, _block.metadata(out)
+    specs = []
+    names = []
+    for kind, on, ddof, name in aggs:
+        if kind == "count":
+            specs.append(([], "count_all"))
+        elif kind == "std":
+            specs.append((on, "stddev", pc.VarianceOptions(ddof=ddof)))
+        else:
+            specs.append((on, _ARROW_AGG[kind]))
+        names.append(name)
+    out = block.group_by(keys).aggregate(specs)
+    rename = {}
+    for (kind, on, _ddof, name), spec in zip(aggs, specs, strict=True):
+        arrow_name = "count_all" if kind == "count" else f"{on}_{spec[1]}"
+        rename[arrow_name] = name
+    out = out.rename_columns([rename.get(c, c) for c in out.column_names])
+    out = out.select(keys + names).sort_by([(k, "ascending") for k in keys])
+    return out, _block.metadata(out)
+
+
+def groupby_aggregate(pairs: list, keys: list, aggs: list) -> list:
+    n = max(1, min(len(pairs), 16))
+    partitions = hash_partition(pairs, keys, n)
+    out = [p for p in _pairs([_aggregate.remote(keys, aggs, *p) for p in partitions])
+           if p[1]["rows"]]
+    # one sorted result, as Ray gives it
+    return sort(out, keys, False) if len(out) > 1 else out
+
+
+@zactor.remote(num_returns=2)
+def _map_groups(keys, fn, batch_format, *pieces):
+    from zactor.data._transforms import batches
+
+    block = _block.concat(list(pieces))
+    if block.num_rows == 0:
+        return block, _block.metadata(block)
+    block = block.sort_by([(k, "ascending") for k in keys])
+    key = block.select(keys).to_pylist()
+    starts = [0] + [i for i in builtins.range(1, len(key)) if key[i] != key[i - 1]]
+    ends = starts[1:] + [len(key)]
+    run = batches(fn, None, batch_format, (), {}, "map_groups")
+    out = []
+    for a, b in zip(starts, ends, strict=True):
+        out.extend(run(block.slice(a, b - a)))
+    result = _block.concat(out)
+    return result, _block.metadata(result)
+
+
+def map_groups(pairs: list, keys: list, fn, batch_format: str) -> list:
+    n = max(1, min(len(pairs), 16))
+    return _pairs([_map_groups.remote(keys, fn, batch_format, *p)
+                   for p in hash_partition(pairs, keys, n)])
