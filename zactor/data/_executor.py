@@ -151,6 +151,25 @@ def _window() -> int:
     return max(2, 2 * cpus)
 
 
+class _Budget:
+    """How many more blocks a stage may have in flight: its window, and a share of the
+    object store for the blocks it makes (sized by those it made so far)."""
+
+    def __init__(self) -> None:
+        self.window = _window()
+        store = zactor.cluster_resources().get("object_store_memory", 0.0)
+        self.bytes = store * DataContext.get_current().op_memory_fraction
+        self.block = 0.0  # the largest block seen
+
+    def room(self, in_flight: int) -> bool:
+        if in_flight >= self.window:
+            return False
+        return in_flight == 0 or not self.bytes or (in_flight + 1) * self.block <= self.bytes
+
+    def saw(self, meta: dict) -> None:
+        self.block = max(self.block, float(meta["bytes"]))
+
+
 def _task_options(fused: list) -> dict:
     options = {}
     if fused:
@@ -169,24 +188,27 @@ def _task_stage(inputs, fused: list, stats: Stats, reading: bool, name: str):
     options = _task_options(fused)
     if options:
         fn = fn.options(**options)
-    window = _window()
+    budget = _Budget()
     pending: collections.deque = collections.deque()
     started = time.monotonic()
     source = iter(inputs)
     exhausted = False
     while True:
-        while not exhausted and len(pending) < window:
+        while not exhausted and budget.room(len(pending)):
             try:
                 item = next(source)
             except StopIteration:
                 exhausted = True
                 break
-            unit = item if reading else item[0]
-            pending.append(fn.remote(unit, fns))
+            if not reading:
+                budget.saw(item[1])  # its input stays pinned while its task runs
+            pending.append(fn.remote(item if reading else item[0], fns))
+            del item
         if not pending:
             return
         block_ref, meta_ref = pending.popleft()
         meta = zactor.get(meta_ref)
+        budget.saw(meta)
         stats.record(name, meta, started)
         yield block_ref, meta
 
@@ -211,17 +233,20 @@ def _actor_stage(inputs, op: Map, stats: Stats, upstream_tasks: bool):
     actors = [_MapActor.options(**options).remote(op.make_fn) for _ in range(lo)]
     in_flight = collections.deque()  # (actor index, block ref, meta ref)
     loads = [0] * len(actors)
+    budget = _Budget()
     started = time.monotonic()
     source = iter(inputs)
     exhausted = False
     per_actor_calls = 2
     while True:
-        while not exhausted and len(in_flight) < per_actor_calls * len(actors):
+        while not exhausted and len(in_flight) < per_actor_calls * len(actors) and \
+                budget.room(len(in_flight)):
             try:
-                block_ref, _meta = next(source)
+                block_ref, meta = next(source)
             except StopIteration:
                 exhausted = True
                 break
+            budget.saw(meta)
             i = min(range(len(actors)), key=loads.__getitem__)
             loads[i] += 1
             in_flight.append((i, *actors[i].process.remote(block_ref)))
@@ -232,6 +257,7 @@ def _actor_stage(inputs, op: Map, stats: Stats, upstream_tasks: bool):
             break
         i, block_ref, meta_ref = in_flight.popleft()
         meta = zactor.get(meta_ref)
+        budget.saw(meta)
         loads[i] -= 1
         stats.record(op.name, meta, started)
         yield block_ref, meta

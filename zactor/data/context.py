@@ -23,6 +23,8 @@ class DataContext:
         self.enable_progress_bars = sys.stderr.isatty()
         #: Tasks (blocks) in flight per stage; 0: twice the cluster's CPUs.
         self.max_tasks_in_flight = 0
+        #: Share of the cluster's object store the blocks in flight of one stage may take.
+        self.op_memory_fraction = 0.1
         #: Rows per block when a source splits by count (range, from_items).
         self.target_max_block_size = 128 * 1024 * 1024
         #: Output blocks keep the input's order (zactor always does; Ray's default is False).
