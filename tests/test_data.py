@@ -219,3 +219,61 @@ def test_ray_data_programs_run_with_the_import_switched():
     ds = ray.data.from_items([{"x": i} for i in range(10)])
     assert ds.map_batches(lambda b: {"y": b["x"] + 1}).sum("y") == 55
     assert json.dumps(ds.take(1)) == '[{"x": 0}]'
+
+
+def test_aggregations_match_pandas():
+    from zactor.data.aggregate import (
+        AbsMax,
+        AggregateFn,
+        Count,
+        Max,
+        Mean,
+        Min,
+        Quantile,
+        Std,
+        Sum,
+        Unique,
+    )
+
+    ds = zd.from_items(ROWS, override_num_blocks=5)
+    whole = ds.aggregate(Count(), Sum("v"), Min("v"), Max("v"), Mean("v"), Std("v"),
+                         AbsMax("v"), Quantile("v", q=0.25), Unique("g"))
+    v = DF["v"]
+    assert whole["count()"] == len(DF) and whole["sum(v)"] == pytest.approx(v.sum())
+    assert (whole["min(v)"], whole["max(v)"]) == (v.min(), v.max())
+    assert whole["mean(v)"] == pytest.approx(v.mean())
+    assert whole["std(v)"] == pytest.approx(v.std())
+    assert whole["abs_max(v)"] == v.abs().max()
+    assert whole["quantile(v)"] == pytest.approx(v.quantile(0.25))
+    assert whole["unique(g)"] == sorted(DF["g"].unique())
+    assert ds.unique("k") == [0, 1, 2, 3]
+    per_key = ds.groupby("k").aggregate(Count(), Mean("v"), Std("n")).take_all()
+    grouped = DF.groupby("k")
+    assert [r["count()"] for r in per_key] == grouped.size().tolist()
+    assert [r["mean(v)"] for r in per_key] == pytest.approx(grouped["v"].mean().tolist())
+    assert [r["std(n)"] for r in per_key] == pytest.approx(grouped["n"].std().tolist())
+    total = AggregateFn(init=lambda k: 0, accumulate_row=lambda a, r: a + r["n"],
+                        merge=lambda a, b: a + b, name="total")
+    assert ds.aggregate(total) == {"total": DF["n"].sum()}
+
+
+def test_splits_and_zip():
+    ds = zd.range(100, override_num_blocks=4)
+    train, test = ds.train_test_split(0.25)
+    assert (train.count(), test.count()) == (75, 25)
+    assert [r["id"] for r in test.take_all()] == list(range(75, 100))
+    shuffled_train, _ = ds.train_test_split(10, shuffle=True, seed=3)
+    assert shuffled_train.count() == 90
+    parts = ds.split(3, equal=True)
+    assert [p.count() for p in parts] == [33, 33, 33]
+    assert sum(p.count() for p in ds.split(3)) == 100
+    iterators = ds.streaming_split(2, equal=True)
+    seen = [r["id"] for it in iterators for b in it.iter_batches(batch_size=10)
+            for r in [{"id": x} for x in b["id"]]]
+    assert sorted(seen) == list(range(100))
+    zipped = ds.zip(zd.range(100, override_num_blocks=3).map_batches(
+        lambda b: {"id": b["id"] * 10}))
+    rows = zipped.take_all()
+    assert rows[42] == {"id": 42, "id_1": 420}
+    with pytest.raises(ValueError, match="different numbers of rows"):
+        ds.zip(zd.range(5)).take_all()

@@ -25,13 +25,14 @@ from zactor.data._read import (
 from zactor.data.context import DataContext
 from zactor.data.dataset import (
     ActorPoolStrategy,
+    DataIterator,
     Dataset,
     GroupedData,
     MaterializedDataset,
     TaskPoolStrategy,
 )
 
-__all__ = ["ActorPoolStrategy", "DataContext", "Dataset", "GroupedData",
+__all__ = ["ActorPoolStrategy", "DataContext", "DataIterator", "Dataset", "GroupedData",
            "MaterializedDataset", "TaskPoolStrategy", "from_arrow", "from_items",
            "from_numpy", "from_pandas", "range", "range_tensor", "read_binary_files",
            "read_csv", "read_json", "read_numpy", "read_parquet", "read_text"]

@@ -229,3 +229,93 @@ def map_groups(pairs: list, keys: list, fn, batch_format: str) -> list:
     n = max(1, min(len(pairs), 16))
     return _pairs([_map_groups.remote(keys, fn, batch_format, *p)
                    for p in hash_partition(pairs, keys, n)])
+
+
+# -- splitting and zipping ---------------------------------------------------------------------
+
+def take_rows(pair: tuple, n: int) -> tuple:
+    ref, meta = pair
+    if meta["rows"] == n:
+        return pair
+    out = zactor.get(_slice_ranges.remote(ref, [(0, n)]))[0]
+    return zactor.put(out), _block.metadata(out)
+
+
+def split_at(pairs: list, n: int) -> tuple[list, list]:
+    """The first ``n`` rows and the rest."""
+    first, rest, seen = [], [], 0
+    for ref, meta in pairs:
+        rows = meta["rows"]
+        if seen + rows <= n:
+            first.append((ref, meta))
+        elif seen >= n:
+            rest.append((ref, meta))
+        else:
+            cut = n - seen
+            a, b = zactor.get(_slice_ranges.remote(ref, [(0, cut), (cut, rows)]))
+            first.append((zactor.put(a), _block.metadata(a)))
+            rest.append((zactor.put(b), _block.metadata(b)))
+        seen += rows
+    return first, rest
+
+
+def align(pairs: list, rows: list[int]) -> list:
+    """``pairs``' rows cut into blocks of ``rows`` rows each, in order."""
+    out, edges, start = [], [], 0
+    for r in rows:
+        edges.append((start, start + r))
+        start += r
+    offsets, start = [], 0
+    for _, meta in pairs:
+        offsets.append((start, start + meta["rows"]))
+        start += meta["rows"]
+    for a, b in edges:
+        pieces = []
+        for (ref, _), (lo, hi) in zip(pairs, offsets, strict=True):
+            x, y = max(a, lo), min(b, hi)
+            if x < y:
+                pieces.append(_slice_ranges.remote(ref, [(x - lo, y - lo)]))
+        out.append(pieces)
+    return out
+
+
+@zactor.remote(num_returns=2)
+def _zip_block(left, *right_parts):
+    right = _block.concat([p for parts in right_parts for p in parts])
+    names = set(left.column_names)
+    for name in right.column_names:
+        column = right.column(name)
+        left = left.append_column(f"{name}_1" if name in names else name, column)
+    return left, _block.metadata(left)
+
+
+def zip_blocks(pairs: list, aligned: list) -> list:
+    return _pairs([_zip_block.remote(ref, *parts)
+                   for (ref, _), parts in zip(pairs, aligned, strict=True)])
+
+
+@zactor.remote(num_returns=2)
+def _group_aggregate(keys, aggs, *pieces):
+    block = _block.concat(list(pieces))
+    if block.num_rows == 0:
+        return block, _block.metadata(block)
+    block = block.sort_by([(k, "ascending") for k in keys])
+    key = block.select(keys).to_pylist()
+    starts = [0] + [i for i in builtins.range(1, len(key)) if key[i] != key[i - 1]]
+    ends = starts[1:] + [len(key)]
+    rows = []
+    for a, b in zip(starts, ends, strict=True):
+        group = block.slice(a, b - a)
+        row = dict(key[a])
+        for agg in aggs:
+            row[agg.name] = agg.finalize(agg.accumulate_block(agg.init(key[a]), group))
+        rows.append(row)
+    out = _block.from_rows(rows)
+    return out, _block.metadata(out)
+
+
+def group_aggregate(pairs: list, keys: list, aggs: list) -> list:
+    n = max(1, min(len(pairs), 16))
+    out = [p for p in _pairs([_group_aggregate.remote(keys, aggs, *p)
+                              for p in hash_partition(pairs, keys, n)]) if p[1]["rows"]]
+    return sort(out, keys, False) if len(out) > 1 else out

@@ -179,6 +179,81 @@ class Dataset:
     def union(self, *others: Dataset) -> Dataset:
         return self._with(Combine("Union", [o._plan for o in others]))
 
+    def zip(self, other: Dataset) -> Dataset:
+        """Each row of this dataset with the row of ``other`` at the same position (columns
+        of both; a name in both gets ``_1`` on ``other``'s side). Same row counts needed."""
+        def run(pairs: list) -> list:
+            theirs = list(other._execute())
+            ours_rows = [m["rows"] for _, m in pairs]
+            if builtins.sum(ours_rows) != builtins.sum(m["rows"] for _, m in theirs):
+                raise ValueError("zip: the datasets have different numbers of rows")
+            aligned = _all_to_all.align(theirs, ours_rows)
+            return _all_to_all.zip_blocks(pairs, aligned)
+        return self._with(AllToAll("Zip", run))
+
+    def unique(self, column: str) -> list:
+        """The distinct values of ``column``."""
+        from zactor.data.aggregate import Unique
+
+        return self.aggregate(Unique(column))[f"unique({column})"]
+
+    def aggregate(self, *aggs) -> dict:
+        """Aggregations (zactor.data.aggregate) over the whole dataset: {name: value}."""
+        if not aggs:
+            raise ValueError("aggregate() needs at least one aggregation")
+        parts = zactor.get([_accumulate.remote(ref, list(aggs)) for ref, _ in self._execute()])
+        accs = [a.init(None) for a in aggs]
+        for part in parts:
+            accs = [a.merge(acc, p) for a, acc, p in zip(aggs, accs, part, strict=True)]
+        return {a.name: a.finalize(acc) for a, acc in zip(aggs, accs, strict=True)}
+
+    def split(self, n: int, *, equal: bool = False, locality_hints: Any = None
+              ) -> list[MaterializedDataset]:
+        """``n`` datasets of this one's blocks (``equal``: of the same row count, the few
+        rows left over dropped, as in Ray)."""
+        if n < 1:
+            raise ValueError(f"split needs n >= 1, got {n}")
+        pairs = list(self._execute())
+        if equal:
+            total = builtins.sum(m["rows"] for _, m in pairs)
+            each = total // n
+            pairs = _all_to_all.repartition(pairs, n) if total else pairs
+            pairs = [_all_to_all.take_rows(p, each) for p in pairs]
+            return [MaterializedDataset([Source("Split", blocks=[p])]) for p in pairs]
+        groups: list[list] = [[] for _ in builtins.range(n)]
+        for i, pair in enumerate(pairs):
+            groups[i * n // max(1, len(pairs))].append(pair)
+        return [MaterializedDataset([Source("Split", blocks=g)]) for g in groups]
+
+    def streaming_split(self, n: int, *, equal: bool = False, locality_hints: Any = None
+                        ) -> list[DataIterator]:
+        """``n`` iterators over disjoint parts of the dataset, for ``n`` consumers (the
+        workers of a trainer): each has ``iter_batches``, ``iter_rows`` and
+        ``iter_torch_batches``."""
+        return [DataIterator(part) for part in self.split(n, equal=equal)]
+
+    def train_test_split(self, test_size: float | int, *, shuffle: bool = False,
+                         seed: int | None = None) -> tuple[MaterializedDataset,
+                                                           MaterializedDataset]:
+        """The first rows for training, the last ``test_size`` (a share or a count) for
+        testing, after an optional shuffle."""
+        ds = self.random_shuffle(seed=seed) if shuffle else self
+        pairs = list(ds._execute())
+        total = builtins.sum(m["rows"] for _, m in pairs)
+        if isinstance(test_size, float):
+            if not 0 < test_size < 1:
+                raise ValueError(f"test_size must be in (0, 1) or a row count, got "
+                                 f"{test_size}")
+            test = int(round(total * test_size))
+        else:
+            test = int(test_size)
+        if not 0 <= test <= total:
+            raise ValueError(f"test_size {test_size} is larger than the dataset ({total} "
+                             "rows)")
+        train, rest = _all_to_all.split_at(pairs, total - test)
+        return (MaterializedDataset([Source("Train", blocks=train)]),
+                MaterializedDataset([Source("Test", blocks=rest)]))
+
     def materialize(self) -> MaterializedDataset:
         """Run the plan now; the result holds its blocks in the object store."""
         pairs = list(self._execute())
@@ -388,6 +463,14 @@ class GroupedData:
     def std(self, on: str | list[str] | None = None, ddof: int = 1) -> Dataset:
         return self._agg("std", on, ddof)
 
+    def aggregate(self, *aggs) -> Dataset:
+        """Aggregations (zactor.data.aggregate) per key: a row per key."""
+        if not aggs:
+            raise ValueError("aggregate() needs at least one aggregation")
+        keys = self._keys
+        return self._ds._with(AllToAll("Aggregate", lambda pairs: _all_to_all.group_aggregate(
+            _checked(pairs, keys, "groupby"), keys, list(aggs))))
+
     def map_groups(self, fn: Callable, *, batch_format: str = "default", **_kw) -> Dataset:
         fmt = _block.check_format(batch_format)
         keys = self._keys
@@ -395,7 +478,31 @@ class GroupedData:
             _checked(pairs, keys, "groupby"), keys, fn, fmt)))
 
 
+class DataIterator:
+    """One consumer's share of a dataset (``streaming_split``)."""
+
+    def __init__(self, ds: Dataset) -> None:
+        self._ds = ds
+
+    def iter_batches(self, **kwargs) -> Iterator[Any]:
+        return self._ds.iter_batches(**kwargs)
+
+    def iter_rows(self) -> Iterator[dict]:
+        return self._ds.iter_rows()
+
+    def iter_torch_batches(self, **kwargs) -> Iterator[dict]:
+        return self._ds.iter_torch_batches(**kwargs)
+
+    def materialize(self) -> MaterializedDataset:
+        return self._ds.materialize()
+
+
 # -- helpers ----------------------------------------------------------------------------------
+
+
+@zactor.remote
+def _accumulate(block, aggs):
+    return [a.accumulate_block(a.init(None), block) for a in aggs]
 
 class _Construct:
     """Builds a callable class's instance in its actor, and the block transform on it."""
