@@ -277,3 +277,17 @@ def test_splits_and_zip():
     assert rows[42] == {"id": 42, "id_1": 420}
     with pytest.raises(ValueError, match="different numbers of rows"):
         ds.zip(zd.range(5)).take_all()
+
+
+def test_progress_bars_and_stats(capsys):
+    ctx = zd.DataContext.get_current()
+    before = ctx.enable_progress_bars
+    ctx.enable_progress_bars = True
+    try:
+        ds = zd.range(1000, override_num_blocks=4).map_batches(lambda b: b)
+        assert ds.count() == 1000
+    finally:
+        ctx.enable_progress_bars = before
+    err = capsys.readouterr().err
+    assert "ReadRange->MapBatches(<lambda>)" in err and "rows" in err
+    assert "Operator ReadRange->MapBatches(<lambda>): 4 blocks, 1000 rows" in ds.stats()

@@ -24,6 +24,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import zactor
 from zactor.data import _block
@@ -70,10 +71,19 @@ class _MapActor:
 
 
 class Stats:
-    """What each stage did: blocks, rows, bytes and wall time."""
+    """What each stage did: blocks, rows, bytes and wall time; shown as it happens by one
+    progress bar per stage (tqdm) when DataContext.enable_progress_bars is set."""
 
     def __init__(self) -> None:
         self.stages: dict[str, dict] = {}
+        self.bars: dict[str, Any] = {}
+
+    def start(self, stage: str, total_rows: int | None = None) -> None:
+        if DataContext.get_current().enable_progress_bars and stage not in self.bars:
+            from tqdm import tqdm
+
+            self.bars[stage] = tqdm(desc=stage, total=total_rows, unit=" rows",
+                                    unit_scale=True, leave=False, position=len(self.bars))
 
     def record(self, stage: str, meta: dict, started: float) -> None:
         s = self.stages.setdefault(stage, {"blocks": 0, "rows": 0, "bytes": 0,
@@ -82,6 +92,14 @@ class Stats:
         s["rows"] += meta["rows"]
         s["bytes"] += meta["bytes"]
         s["last"] = time.monotonic()
+        bar = self.bars.get(stage)
+        if bar is not None:
+            bar.update(meta["rows"])
+
+    def finish(self, stage: str) -> None:
+        bar = self.bars.pop(stage, None)
+        if bar is not None:
+            bar.close()
 
     def text(self) -> str:
         lines = []
@@ -188,10 +206,22 @@ def _task_stage(inputs, fused: list, stats: Stats, reading: bool, name: str):
     options = _task_options(fused)
     if options:
         fn = fn.options(**options)
+    if reading:
+        inputs = list(inputs)
+        rows = [t.rows for t in inputs]
+        stats.start(name, sum(rows) if None not in rows else None)
+    else:
+        stats.start(name)
+    try:
+        yield from _tasks(iter(inputs), fn, fns, stats, name, reading)
+    finally:
+        stats.finish(name)
+
+
+def _tasks(source, fn, fns: list, stats: Stats, name: str, reading: bool):
     budget = _Budget()
     pending: collections.deque = collections.deque()
     started = time.monotonic()
-    source = iter(inputs)
     exhausted = False
     while True:
         while not exhausted and budget.room(len(pending)):
@@ -229,40 +259,61 @@ def _actor_stage(inputs, op: Map, stats: Stats, upstream_tasks: bool):
             log.warning("%s: an actor pool of %d would take the CPUs its input needs; "
                         "using %d actor(s)", op.name, lo, room)
         lo, hi = min(lo, room), min(hi, room)
-    hi = max(hi, lo)
-    actors = [_MapActor.options(**options).remote(op.make_fn) for _ in range(lo)]
-    in_flight = collections.deque()  # (actor index, block ref, meta ref)
-    loads = [0] * len(actors)
-    budget = _Budget()
-    started = time.monotonic()
-    source = iter(inputs)
-    exhausted = False
-    per_actor_calls = 2
-    while True:
-        while not exhausted and len(in_flight) < per_actor_calls * len(actors) and \
-                budget.room(len(in_flight)):
-            try:
-                block_ref, meta = next(source)
-            except StopIteration:
-                exhausted = True
-                break
+    pool = _Pool(op, options, lo, max(hi, lo))
+    stats.start(op.name)
+    try:
+        yield from pool.run(iter(inputs), stats)
+    finally:
+        stats.finish(op.name)
+        pool.close()
+
+
+class _Pool:
+    """The actors of one stage: each call goes to the least loaded, two at most each, and
+    the pool grows (up to its maximum) while every actor is that busy."""
+
+    PER_ACTOR = 2
+
+    def __init__(self, op: Map, options: dict, lo: int, hi: int) -> None:
+        self.op, self.options, self.hi = op, options, hi
+        self.actors = [self._new() for _ in range(lo)]
+        self.loads = [0] * lo
+
+    def _new(self):
+        return _MapActor.options(**self.options).remote(self.op.make_fn)
+
+    def run(self, source, stats: Stats):
+        budget = _Budget()
+        in_flight: collections.deque = collections.deque()  # (actor, block ref, meta ref)
+        started = time.monotonic()
+        exhausted = False
+        while True:
+            while not exhausted and len(in_flight) < self.PER_ACTOR * len(self.actors) and \
+                    budget.room(len(in_flight)):
+                try:
+                    block_ref, meta = next(source)
+                except StopIteration:
+                    exhausted = True
+                    break
+                budget.saw(meta)
+                i = min(range(len(self.actors)), key=self.loads.__getitem__)
+                self.loads[i] += 1
+                in_flight.append((i, *self.actors[i].process.remote(block_ref)))
+                if len(self.actors) < self.hi and min(self.loads) >= self.PER_ACTOR:
+                    self.actors.append(self._new())
+                    self.loads.append(0)
+            if not in_flight:
+                return
+            i, block_ref, meta_ref = in_flight.popleft()
+            meta = zactor.get(meta_ref)
             budget.saw(meta)
-            i = min(range(len(actors)), key=loads.__getitem__)
-            loads[i] += 1
-            in_flight.append((i, *actors[i].process.remote(block_ref)))
-            if not exhausted and len(actors) < hi and min(loads) >= per_actor_calls:
-                actors.append(_MapActor.options(**options).remote(op.make_fn))  # grow
-                loads.append(0)
-        if not in_flight:
-            break
-        i, block_ref, meta_ref = in_flight.popleft()
-        meta = zactor.get(meta_ref)
-        budget.saw(meta)
-        loads[i] -= 1
-        stats.record(op.name, meta, started)
-        yield block_ref, meta
-    for actor in actors:
-        zactor.kill(actor)
+            self.loads[i] -= 1
+            stats.record(self.op.name, meta, started)
+            yield block_ref, meta
+
+    def close(self) -> None:
+        for actor in self.actors:
+            zactor.kill(actor)
 
 
 def _limit(inputs, n: int):
