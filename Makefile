@@ -59,10 +59,16 @@ $(RAY_VENV)/.virtualenv-stamp: $(RAY_VENV)/.installed-stamp
 	$(RAY_VENV)/bin/python -m pip install -q virtualenv
 	touch $@
 
-bench: bytecode $(RAY_VENV)/.installed-stamp $(RAY_VENV)/.virtualenv-stamp
+# Ray Data needs pandas and pyarrow (they are in ray[data], not in ray).
+$(RAY_VENV)/.data-stamp: $(RAY_VENV)/.installed-stamp
+	$(RAY_VENV)/bin/python -m pip install -q pandas pyarrow fsspec
+	touch $@
+
+bench: bytecode $(RAY_VENV)/.installed-stamp $(RAY_VENV)/.virtualenv-stamp $(RAY_VENV)/.data-stamp
 	$(PY) benchmarks/microbench.py --compare --ray-python $(RAY_VENV)/bin/python
 	$(PY) benchmarks/cluster_bench.py --ray-python $(RAY_VENV)/bin/python
 	$(PY) benchmarks/runtime_env_bench.py --ray-python $(RAY_VENV)/bin/python
+	$(PY) benchmarks/data_bench.py --ray-python $(RAY_VENV)/bin/python
 
 bench-zactor: bytecode
 	$(PY) benchmarks/microbench.py

@@ -17,6 +17,13 @@ import zactor
 from zactor.data import _block
 
 
+def _scatter(fn, ref, n: int, *args) -> list:
+    """Run a scatter task that cuts a block into ``n`` pieces, each its own object: the
+    pieces stay in the object store (never through this process)."""
+    out = fn.options(num_returns=n).remote(ref, *args)
+    return [out] if n == 1 else list(out)
+
+
 def _pairs(refs_and_metas: list) -> list:
     metas = zactor.get([m for _, m in refs_and_metas])
     return [(r, m) for (r, _), m in zip(refs_and_metas, metas, strict=True)]
@@ -40,7 +47,8 @@ def _concat_shuffled(seed, *pieces):
 
 @zactor.remote
 def _slice_ranges(block, ranges):
-    return [block.slice(a, b - a) for a, b in ranges]
+    pieces = [block.slice(a, b - a) for a, b in ranges]
+    return pieces[0] if len(pieces) == 1 else tuple(pieces)
 
 
 def repartition(pairs: list, n: int) -> list:
@@ -58,9 +66,9 @@ def repartition(pairs: list, n: int) -> list:
             if a < b:
                 wanted.append((i, int(a - lo), int(b - lo)))
         if wanted:
-            sliced = zactor.get(_slice_ranges.remote(ref, [(a, b) for _, a, b in wanted]))
+            sliced = _scatter(_slice_ranges, ref, len(wanted), [(a, b) for _, a, b in wanted])
             for (i, _, _), piece in zip(wanted, sliced, strict=True):
-                pieces[i].append(zactor.put(piece))
+                pieces[i].append(piece)
     return _pairs([_concat_pieces.remote(*p) for p in pieces])
 
 
@@ -70,17 +78,17 @@ def repartition(pairs: list, n: int) -> list:
 def _scatter_random(block, n: int, seed):
     rng = np.random.default_rng(seed)
     owner = rng.integers(0, n, block.num_rows)
-    return [block.filter(pa.array(owner == i)) for i in builtins.range(n)]
+    pieces = [block.filter(pa.array(owner == i)) for i in builtins.range(n)]
+    return pieces[0] if n == 1 else tuple(pieces)
 
 
 def random_shuffle(pairs: list, seed, n: int | None = None) -> list:
     n = n or max(1, len(pairs))
     base = np.random.SeedSequence(seed).generate_state(len(pairs) + n) if seed is not None \
         else [None] * (len(pairs) + n)
-    scattered = [_scatter_random.options(num_returns=1).remote(ref, n, _seed(base[i]))
-                 for i, (ref, _) in enumerate(pairs)]
-    parts = zactor.get(scattered)  # lists of pieces (small refs would be better; see note)
-    columns = [[zactor.put(p[i]) for p in parts] for i in builtins.range(n)]
+    parts = [_scatter(_scatter_random, ref, n, n, _seed(base[i]))
+             for i, (ref, _) in enumerate(pairs)]
+    columns = [[p[i] for p in parts] for i in builtins.range(n)]
     return _pairs([_concat_shuffled.remote(_seed(base[len(pairs) + i]), *col)
                    for i, col in enumerate(columns)])
 
@@ -108,13 +116,16 @@ def _sample(block, keys: list, k: int):
 def _scatter_sorted(block, keys: list, bounds):
     """The block's rows, sorted, cut by the first key into the ranges [bounds[i-1],
     bounds[i]) (rows of one first key stay together)."""
+    width = 1 if bounds is None else len(bounds) + 1
     if block.num_rows:
         block = block.sort_by([(k, "ascending") for k in keys])
-    if bounds is None or len(bounds) == 0 or block.num_rows == 0:
-        return [block]
+    if width == 1:
+        return block
+    if block.num_rows == 0:
+        return tuple([block] * width)
     key = block.column(keys[0]).to_numpy(zero_copy_only=False)
     cut = [0, *np.searchsorted(key, bounds, side="left").tolist(), block.num_rows]
-    return [block.slice(a, b - a) for a, b in zip(cut[:-1], cut[1:], strict=True)]
+    return tuple(block.slice(a, b - a) for a, b in zip(cut[:-1], cut[1:], strict=True))
 
 
 @zactor.remote(num_returns=2)
@@ -138,10 +149,9 @@ def sort(pairs: list, keys: list, descending: bool) -> list:
         if samples.num_rows:
             col = np.sort(samples.column(keys[0]).to_numpy(zero_copy_only=False))
             bounds = np.unique(col[np.linspace(0, len(col) - 1, n + 1).astype(int)[1:-1]])
-    parts = zactor.get([_scatter_sorted.remote(r, keys, bounds) for r, _ in pairs])
-    width = max(len(p) for p in parts)
-    columns = [[zactor.put(p[i]) for p in parts if i < len(p)]
-               for i in builtins.range(width)]
+    width = 1 if bounds is None else len(bounds) + 1
+    parts = [_scatter(_scatter_sorted, r, width, keys, bounds) for r, _ in pairs]
+    columns = [[p[i] for p in parts] for i in builtins.range(width)]
     out = _pairs([_merge_sorted.remote(keys, descending, *col) for col in columns])
     return out[::-1] if descending else out
 
@@ -154,55 +164,97 @@ def _scatter_hash(block, keys: list, n: int):
     hash is pandas', which is the same in every process, unlike Python's.)"""
     import pandas as pd
 
-    if block.num_rows == 0 or n == 1:
-        return [block] + [block.slice(0, 0)] * (n - 1)
+    if n == 1:
+        return block
+    if block.num_rows == 0:
+        return tuple([block] * n)
     hashes = pd.util.hash_pandas_object(block.select(keys).to_pandas(), index=False)
     owner = hashes.to_numpy() % np.uint64(n)
-    return [block.filter(pa.array(owner == i)) for i in builtins.range(n)]
+    return tuple(block.filter(pa.array(owner == i)) for i in builtins.range(n))
 
 
 def hash_partition(pairs: list, keys: list, n: int) -> list[list]:
     """For each of ``n`` partitions, the refs of its pieces (rows of one key together)."""
-    parts = zactor.get([_scatter_hash.remote(r, keys, n) for r, _ in pairs])
-    return [[zactor.put(p[i]) for p in parts] for i in builtins.range(n)]
+    parts = [_scatter(_scatter_hash, r, n, keys, n) for r, _ in pairs]
+    return [[p[i] for p in parts] for i in builtins.range(n)]
 
 
-_ARROW_AGG = {"count": "count", "sum": "sum", "min": "min", "max": "max", "mean": "mean",
-              "std": "stddev"}
+#: Partial groups (rows of per-block aggregates) finished in one task, at most; past that
+#: they are hash-partitioned first.
+_ONE_TASK_GROUPS = 2_000_000
 
 
 @zactor.remote(num_returns=2)
-def _aggregate(keys, aggs, *pieces):
-    block = _block.concat(list(pieces))
+def _partial_groups(block, keys, aggs):
+    """The block's own aggregates per key (count, sum, min, max, and for mean and std the
+    count, mean and M2 they merge from): the map-side combine."""
     if block.num_rows == 0:
         out = pa.table({})
         return out, _block.metadata(out)
-    specs = []
-    names = []
-    for kind, on, ddof, name in aggs:
+    specs, names = [], []
+    for kind, on, _ddof, _name in aggs:
         if kind == "count":
             specs.append(([], "count_all"))
-        elif kind == "std":
-            specs.append((on, "stddev", pc.VarianceOptions(ddof=ddof)))
-        else:
-            specs.append((on, _ARROW_AGG[kind]))
-        names.append(name)
+            names.append("count_all")
+        elif kind in ("sum", "min", "max"):
+            specs.append((on, kind))
+            names.append(f"{on}_{kind}")
+        else:  # mean, std: count, mean, population variance -> M2
+            specs += [(on, "count"), (on, "mean"), (on, "variance",
+                                                    pc.VarianceOptions(ddof=0))]
+            names += [f"{on}_count", f"{on}_mean", f"{on}_variance"]
     out = block.group_by(keys).aggregate(specs)
-    rename = {}
-    for (kind, on, _ddof, name), spec in zip(aggs, specs, strict=True):
-        arrow_name = "count_all" if kind == "count" else f"{on}_{spec[1]}"
-        rename[arrow_name] = name
-    out = out.rename_columns([rename.get(c, c) for c in out.column_names])
-    out = out.select(keys + names).sort_by([(k, "ascending") for k in keys])
     return out, _block.metadata(out)
 
 
+@zactor.remote(num_returns=2)
+def _final_groups(keys, aggs, *partials):
+    """Per-key results from the partials of every block: exact merges (Chan et al. for the
+    variance), sorted by key."""
+    table = _block.concat([p for p in partials if p.num_rows])
+    if table.num_rows == 0:
+        return table, _block.metadata(table)
+    df = table.to_pandas()
+    grouped = df.groupby(keys, sort=True)
+    out = grouped.size().reset_index()[keys]
+    for kind, on, ddof, name in aggs:
+        if kind == "count":
+            out[name] = grouped["count_all"].sum().to_numpy()
+        elif kind in ("sum", "min", "max"):
+            out[name] = getattr(grouped[f"{on}_{kind}"], kind)().to_numpy()
+        else:
+            n = df[f"{on}_count"].astype(float)
+            mean = df[f"{on}_mean"]
+            m2 = df[f"{on}_variance"] * n
+            frame = df[keys].assign(_n=n, _s=mean * n, _m2=m2 + n * mean * mean)
+            sums = frame.groupby(keys, sort=True)[["_n", "_s", "_m2"]].sum()
+            total_n = sums["_n"].to_numpy()
+            total_mean = np.divide(sums["_s"].to_numpy(), total_n,
+                                   out=np.full_like(total_n, np.nan), where=total_n > 0)
+            if kind == "mean":
+                out[name] = total_mean
+            else:
+                total_m2 = sums["_m2"].to_numpy() - total_n * total_mean * total_mean
+                dof = total_n - ddof
+                out[name] = np.sqrt(np.divide(np.maximum(total_m2, 0), dof,
+                                              out=np.full_like(dof, np.nan), where=dof > 0))
+    result = pa.Table.from_pandas(out, preserve_index=False)
+    return result, _block.metadata(result)
+
+
 def groupby_aggregate(pairs: list, keys: list, aggs: list) -> list:
-    n = max(1, min(len(pairs), 16))
-    partitions = hash_partition(pairs, keys, n)
-    out = [p for p in _pairs([_aggregate.remote(keys, aggs, *p) for p in partitions])
+    """Aggregates per block first (tiny when keys repeat), then merged: one task for them
+    all, or per hash partition of them when there are very many groups."""
+    partials = _pairs([_partial_groups.remote(ref, keys, aggs) for ref, _ in pairs])
+    partials = [p for p in partials if p[1]["rows"]]
+    if not partials:
+        return []
+    if builtins.sum(m["rows"] for _, m in partials) <= _ONE_TASK_GROUPS:
+        return _pairs([_final_groups.remote(keys, aggs, *[r for r, _ in partials])])
+    n = max(1, min(len(partials), 16))
+    out = [p for p in _pairs([_final_groups.remote(keys, aggs, *parts)
+                              for parts in hash_partition(partials, keys, n)])
            if p[1]["rows"]]
-    # one sorted result, as Ray gives it
     return sort(out, keys, False) if len(out) > 1 else out
 
 
@@ -237,7 +289,7 @@ def take_rows(pair: tuple, n: int) -> tuple:
     ref, meta = pair
     if meta["rows"] == n:
         return pair
-    out = zactor.get(_slice_ranges.remote(ref, [(0, n)]))[0]
+    out = zactor.get(_slice_ranges.remote(ref, [(0, n)]))
     return zactor.put(out), _block.metadata(out)
 
 
@@ -252,9 +304,9 @@ def split_at(pairs: list, n: int) -> tuple[list, list]:
             rest.append((ref, meta))
         else:
             cut = n - seen
-            a, b = zactor.get(_slice_ranges.remote(ref, [(0, cut), (cut, rows)]))
-            first.append((zactor.put(a), _block.metadata(a)))
-            rest.append((zactor.put(b), _block.metadata(b)))
+            a, b = _scatter(_slice_ranges, ref, 2, [(0, cut), (cut, rows)])
+            first.append((a, {**meta, "rows": cut}))
+            rest.append((b, {**meta, "rows": rows - cut}))
         seen += rows
     return first, rest
 
@@ -281,7 +333,7 @@ def align(pairs: list, rows: list[int]) -> list:
 
 @zactor.remote(num_returns=2)
 def _zip_block(left, *right_parts):
-    right = _block.concat([p for parts in right_parts for p in parts])
+    right = _block.concat(list(right_parts))
     names = set(left.column_names)
     for name in right.column_names:
         column = right.column(name)
