@@ -56,19 +56,28 @@ def generate(folder: Path, target_bytes: int, files: int, csv: bool) -> int:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    per_row = 5 * 8 if not csv else 5 * 19  # bytes on disk, about
-    rows_per_file = max(1, target_bytes // per_row // files)
-    for i in range(files):
-        table = pa.table({"id": np.arange(i * rows_per_file, (i + 1) * rows_per_file),
-                          "a": rng.random(rows_per_file), "b": rng.random(rows_per_file),
-                          "c": rng.random(rows_per_file),
-                          "k": rng.integers(0, 100, rows_per_file)})
+
+    def write(i: int, rows: int, start: int) -> int:
+        table = pa.table({"id": np.arange(start, start + rows), "a": rng.random(rows),
+                          "b": rng.random(rows), "c": rng.random(rows),
+                          "k": rng.integers(0, 100, rows)})
+        path = folder / f"part-{i:04d}.{'csv' if csv else 'parquet'}"
         if csv:
-            pacsv.write_csv(table, folder / f"part-{i:04d}.csv")
+            pacsv.write_csv(table, path)
         else:
-            pq.write_table(table, folder / f"part-{i:04d}.parquet", compression="none")
-    marker.write_text(str(rows_per_file * files))
-    return rows_per_file * files
+            pq.write_table(table, path, compression="none")
+        return path.stat().st_size
+
+    # a first file measures the bytes per row; the others are sized to reach the target
+    probe = 100_000
+    per_row = write(0, probe, 0) / probe
+    rows_per_file = max(1, int((target_bytes - per_row * probe) / per_row / (files - 1)) + 1)
+    total = probe
+    for i in range(1, files):
+        write(i, rows_per_file, total)
+        total += rows_per_file
+    marker.write_text(str(total))
+    return total
 
 
 class Scale:
