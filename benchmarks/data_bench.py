@@ -65,7 +65,7 @@ def generate(folder: Path, target_bytes: int, files: int, csv: bool) -> int:
         if csv:
             pacsv.write_csv(table, path)
         else:
-            pq.write_table(table, path, compression="none")
+            pq.write_table(table, path, compression="none", use_dictionary=False)
         return path.stat().st_size
 
     # a first file measures the bytes per row; the others are sized to reach the target
