@@ -291,3 +291,12 @@ def test_progress_bars_and_stats(capsys):
     err = capsys.readouterr().err
     assert "ReadRange->MapBatches(<lambda>)" in err and "rows" in err
     assert "Operator ReadRange->MapBatches(<lambda>): 4 blocks, 1000 rows" in ds.stats()
+
+
+def test_read_parquet_blocks_and_unknown_arguments(tmp_path):
+    zd.range(100, override_num_blocks=2).write_parquet(str(tmp_path))
+    assert zd.read_parquet(str(tmp_path)).num_blocks() == 2  # a block per file
+    again = zd.read_parquet(str(tmp_path), override_num_blocks=5)
+    assert again.num_blocks() == 5 and again.count() == 100
+    with pytest.raises(TypeError):
+        zd.read_parquet(str(tmp_path), no_such_argument=1)

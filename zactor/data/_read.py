@@ -185,11 +185,12 @@ class _with_path:  # noqa: N801 - a callable standing in for a function
 
 
 def read_parquet(paths, *, columns: list[str] | None = None, filter: Any = None,  # noqa: A002
-                 override_num_blocks: int | None = None, **_ignored):
+                 override_num_blocks: int | None = None):
     """Parquet files (a file, a directory, a glob): only ``columns`` are read, and
-    ``filter`` (a ``pyarrow.dataset`` expression) is pushed down to the reader."""
-    return _read_files(paths, "parquet", {"columns": columns, "filter": filter},
-                       "ReadParquet")
+    ``filter`` (a ``pyarrow.dataset`` expression) is pushed down to the reader. One block
+    per file, unless ``override_num_blocks`` asks for another number (a repartition)."""
+    ds = _read_files(paths, "parquet", {"columns": columns, "filter": filter}, "ReadParquet")
+    return ds.repartition(override_num_blocks) if override_num_blocks else ds
 
 
 def read_csv(paths, *, include_paths: bool = False, **arrow_csv_args):
