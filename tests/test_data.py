@@ -290,7 +290,9 @@ def test_progress_bars_and_stats(capsys):
         ctx.enable_progress_bars = before
     err = capsys.readouterr().err
     assert "ReadRange->MapBatches(<lambda>)" in err and "rows" in err
-    assert "Operator ReadRange->MapBatches(<lambda>): 4 blocks, 1000 rows" in ds.stats()
+    text = ds.stats()
+    assert "Operator ReadRange->MapBatches(<lambda>): 4 blocks, 1000 rows" in text
+    assert " s CPU, peak memory of a process running it " in text
 
 
 def test_read_parquet_blocks_and_unknown_arguments(tmp_path):

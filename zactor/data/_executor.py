@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import logging
 import math
+import resource
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -34,20 +35,26 @@ from zactor.data.context import DataContext
 log = logging.getLogger(__name__)
 
 
-def _apply(blocks: list, fns: list) -> tuple:
+def _apply(blocks: list, fns: list, cpu_start: float | None = None) -> tuple:
+    cpu_start = time.process_time() if cpu_start is None else cpu_start
     for fn in fns:
         out = []
         for block in blocks:
             out.extend(fn(block))
         blocks = out
     block = _block.concat(blocks)
-    return block, _block.metadata(block)
+    meta = _block.metadata(block)
+    # what it cost: the task's CPU time, and the peak memory of the process that ran it
+    meta["cpu_s"] = time.process_time() - cpu_start
+    meta["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return block, meta
 
 
 @zactor.remote(num_returns=2)
 def _read_and_map(read_task, fns: list):
+    started = time.process_time()
     blocks = read_task.read()
-    return _apply(list(blocks), fns)
+    return _apply(list(blocks), fns, started)
 
 
 @zactor.remote(num_returns=2)
@@ -86,11 +93,13 @@ class Stats:
                                     unit_scale=True, leave=False, position=len(self.bars))
 
     def record(self, stage: str, meta: dict, started: float) -> None:
-        s = self.stages.setdefault(stage, {"blocks": 0, "rows": 0, "bytes": 0,
-                                           "first": started, "last": started})
+        s = self.stages.setdefault(stage, {"blocks": 0, "rows": 0, "bytes": 0, "cpu": 0.0,
+                                           "peak": 0, "first": started, "last": started})
         s["blocks"] += 1
         s["rows"] += meta["rows"]
         s["bytes"] += meta["bytes"]
+        s["cpu"] += meta.get("cpu_s", 0.0)
+        s["peak"] = max(s["peak"], meta.get("peak_rss", 0))
         s["last"] = time.monotonic()
         bar = self.bars.get(stage)
         if bar is not None:
@@ -108,7 +117,8 @@ class Stats:
             rate = s["rows"] / wall if wall > 0 else float("inf")
             lines.append(f"Operator {name}: {s['blocks']} blocks, {s['rows']} rows, "
                          f"{s['bytes'] / 2**20:.1f} MiB, {wall:.2f} s wall "
-                         f"({rate:,.0f} rows/s)")
+                         f"({rate:,.0f} rows/s), {s['cpu']:.2f} s CPU, peak memory of a "
+                         f"process running it {s['peak'] / 2**20:.0f} MiB")
         return "\n".join(lines) or "Nothing executed yet."
 
 
