@@ -64,14 +64,23 @@ $(RAY_VENV)/.data-stamp: $(RAY_VENV)/.installed-stamp
 	$(RAY_VENV)/bin/python -m pip install -q pandas pyarrow fsspec
 	touch $@
 
-bench: bytecode $(RAY_VENV)/.installed-stamp $(RAY_VENV)/.virtualenv-stamp $(RAY_VENV)/.data-stamp
+# Dask, for the data benchmark's third column; in a virtualenv of its own too.
+DASK_VENV := .venv-dask
+$(DASK_VENV)/.installed-stamp:
+	$(PYTHON) -m venv $(DASK_VENV)
+	$(DASK_VENV)/bin/python -m pip install -q 'dask[dataframe]' pyarrow pandas psutil
+	touch $@
+
+bench: bytecode $(RAY_VENV)/.installed-stamp $(RAY_VENV)/.virtualenv-stamp $(RAY_VENV)/.data-stamp \
+		$(DASK_VENV)/.installed-stamp
 	$(PY) benchmarks/microbench.py --compare --ray-python $(RAY_VENV)/bin/python
 	$(PY) benchmarks/cluster_bench.py --ray-python $(RAY_VENV)/bin/python
 	$(PY) benchmarks/runtime_env_bench.py --ray-python $(RAY_VENV)/bin/python
-	$(PY) benchmarks/data_bench.py --ray-python $(RAY_VENV)/bin/python
+	$(PY) benchmarks/data_bench.py --ray-python $(RAY_VENV)/bin/python \
+		--dask-python $(DASK_VENV)/bin/python
 
 bench-zactor: bytecode
 	$(PY) benchmarks/microbench.py
 
 clean:
-	rm -rf $(VENV) $(RAY_VENV) build *.egg-info
+	rm -rf $(VENV) $(RAY_VENV) $(DASK_VENV) build *.egg-info

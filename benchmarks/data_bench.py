@@ -15,7 +15,8 @@ Next to each: the peak memory of the backend's processes together (the sum of th
 sampled every 0.2 s: shared memory counted once). The ratio column is zactor / Ray, higher is
 better for rates and lower for costs and memory.
 
-    python benchmarks/data_bench.py --ray-python .venv-ray/bin/python
+    python benchmarks/data_bench.py --ray-python .venv-ray/bin/python \
+        --dask-python .venv-dask/bin/python
     python benchmarks/data_bench.py --quick      # 200 MB and 1 M rows, to try it out
 """
 
@@ -96,7 +97,38 @@ def _double(batch):
     return batch
 
 
+def dask_child(paths: dict, sort_rows: int) -> dict:
+    """The same rows with Dask DataFrame (its default, threaded scheduler), where Dask can
+    express them: the reads, maps and writes, groupby().mean() and sort_values()."""
+    import dask.dataframe as dd
+    import numpy as np
+    import pandas as pd
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        df = dd.read_parquet(paths["parquet"])
+        df.assign(a=df["a"] * 2 + 1).to_parquet(os.path.join(tmp, "parquet"))
+        out["parquet_rows_per_s"] = paths["parquet_rows"] / (time.perf_counter() - started)
+        started = time.perf_counter()
+        df = dd.read_csv(os.path.join(paths["csv"], "*.csv"))
+        df.assign(a=df["a"] * 2 + 1).to_csv(os.path.join(tmp, "csv", "*.csv"), index=False)
+        out["csv_rows_per_s"] = paths["csv_rows"] / (time.perf_counter() - started)
+    ids = np.arange(sort_rows)
+    source = dd.from_pandas(pd.DataFrame({"k": ids % 100, "v": (ids * 7919) % 1000003}),
+                            npartitions=max(2, 2 * (os.cpu_count() or 1))).persist()
+    started = time.perf_counter()
+    source.groupby("k")["v"].mean().compute()
+    out["groupby_mean_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    source.sort_values("v").persist()
+    out["sort_s"] = time.perf_counter() - started
+    return out
+
+
 def child(backend: str, paths: dict, sort_rows: int) -> dict:
+    if backend == "dask":
+        return dask_child(paths, sort_rows)
     if backend == "ray":
         import ray
         ray.init(include_dashboard=False, log_to_driver=False)
@@ -175,6 +207,8 @@ def run(python: str, backend: str, paths: dict, sort_rows: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ray-python", default=None)
+    parser.add_argument("--dask-python", default=None,
+                        help="interpreter with dask[dataframe], for a Dask column")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -192,15 +226,20 @@ def main() -> None:
     results = {"zactor": run(sys.executable, "zactor", paths, sort_rows)}
     if args.ray_python:
         results["ray"] = run(args.ray_python, "ray", paths, sort_rows)
+    if args.dask_python:
+        results["dask"] = run(args.dask_python, "dask", paths, sort_rows)
     print(f"\nzactor.data vs Ray Data, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}, "
           f"{size >> 20} MB per format, {sort_rows:,} rows for groupby and sort\n")
-    print("| row | zactor | Ray Data | zactor / Ray |")
-    print("|---|---|---|---|")
+    print("| row | zactor | Ray Data | zactor / Ray | Dask | zactor / Dask |")
+    print("|---|---|---|---|---|---|")
     for name, (unit, _kind) in {**ROWS, "peak_memory_mb": ("MB", "cost")}.items():
-        z, r = results["zactor"].get(name), results.get("ray", {}).get(name)
-        cell = [f"{v:,.3g}" if isinstance(v, float) else "-" for v in (z, r)]
-        ratio = f"{z / r:.2f}x" if isinstance(z, float) and isinstance(r, float) and r else "-"
-        print(f"| {name} ({unit}) | {cell[0]} | {cell[1]} | {ratio} |")
+        z = results["zactor"].get(name)
+        r, d = results.get("ray", {}).get(name), results.get("dask", {}).get(name)
+        cell = [f"{v:,.3g}" if isinstance(v, float) else "-" for v in (z, r, d)]
+        ratios = [f"{z / o:.2f}x" if isinstance(z, float) and isinstance(o, float) and o
+                  else "-" for o in (r, d)]
+        print(f"| {name} ({unit}) | {cell[0]} | {cell[1]} | {ratios[0]} | {cell[2]} | "
+              f"{ratios[1]} |")
     for backend, rows in results.items():
         if "error" in rows:
             print(f"{backend} failed: {rows['error']}")
