@@ -46,3 +46,20 @@ class SilentProvider(NodeProvider):
 
     def non_terminated_nodes(self) -> list[str]:
         return list(self.procs)
+
+
+class ExitingProvider(SilentProvider):
+    """Starts a process that exits at once (an agent that crashes on start)."""
+
+    def create_node(self, launch: Launch) -> str:
+        proc = subprocess.Popen(["true"], start_new_session=True)
+        self.procs[str(proc.pid)] = proc
+        return str(proc.pid)
+
+    def terminate_node(self, node_id: str) -> None:
+        proc = self.procs.pop(node_id, None)
+        if proc is not None:
+            proc.wait()
+
+    def non_terminated_nodes(self) -> list[str]:
+        return [i for i, p in self.procs.items() if p.poll() is None]

@@ -45,7 +45,8 @@ JOB = textwrap.dedent("""
 
 
 def write_config(path, **provider) -> str:
-    provider = provider or {"type": "local"}
+    # a launch that fails is retried well within the tasks' deadline
+    provider = provider or {"type": "local", "node_launch_timeout_s": 30}
     lines = "\n".join(f"  {k}: {v}" for k, v in provider.items())
     path.write_text(textwrap.dedent("""\
         cluster_name: test
@@ -162,6 +163,25 @@ def test_a_node_that_never_joins_is_stopped_and_retried(tmp_path):
     wait_until(lambda: not any(psutil.pid_exists(int(p)) and psutil.Process(int(p)).status()
                                != psutil.STATUS_ZOMBIE for p in os.listdir(pids)),
                timeout=20, message="no launched process left after the cluster stopped")
+
+
+def test_a_node_that_ends_before_joining_fails_at_once(tmp_path):
+    config = write_config(tmp_path / "scale.yaml", type="external",
+                          module="scaling_providers.ExitingProvider",
+                          node_launch_timeout_s=600, launch_backoff_s=0.5)
+    text = open(config).read().replace("min_workers: 0", "min_workers: 1")
+    open(config, "w").write(text)
+    cluster = Cluster(initialize_head=True, env={"PYTHONPATH": TESTS},
+                      head_node_args={"num_cpus": 1, "autoscaling_config": config})
+    try:
+        cluster.connect()
+        wait_until(lambda: status()["autoscaler"]["failed_launches"] >= 1, timeout=20,
+                   message="the launch given up on long before its 600 s timeout")
+        assert "ended before it joined" in status()["autoscaler"]["recent_failures"][0][
+            "error"]
+    finally:
+        zactor.shutdown()
+        cluster.shutdown()
 
 
 def test_bad_configs_are_refused_clearly():

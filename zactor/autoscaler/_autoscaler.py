@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 #: Seconds between the autoscaler's rounds.
 UPDATE_S = 1.0
 BACKOFF_MAX_S = 300.0
+#: Seconds between asking the provider which of its launched nodes still run.
+SURVEY_S = 2.0
 #: Launches that may be in flight whatever ``upscaling_speed`` says (Ray's floor).
 MIN_CONCURRENT_LAUNCHES = 5
 
@@ -80,6 +82,8 @@ class Autoscaler:
         self.backoff: dict[str, tuple[float, float]] = {}  # type -> (next try, delay)
         self._seq = 0
         self._why = ""  # what the last plan launches for, in words
+        self._last_survey = 0.0
+        self._surveying = False
 
     # -- the head's events -------------------------------------------------------------------
 
@@ -119,6 +123,15 @@ class Autoscaler:
                 what, tag, value = self.results.get_nowait()
             except queue.Empty:
                 return
+            if what == "survey":
+                self._surveying = False
+                asked, alive = value
+                if alive is not None:
+                    for managed in list(self.managed.values()):
+                        if managed.state == "launching" and managed.provider_id in asked \
+                                and managed.provider_id not in alive:
+                            self._launch_failed(managed, "its node ended before it joined")
+                continue
             managed = self.managed.get(tag)
             if managed is None:
                 continue
@@ -136,6 +149,24 @@ class Autoscaler:
         for managed in list(self.managed.values()):
             if managed.state == "launching" and now - managed.launched_at > timeout:
                 self._launch_failed(managed, f"it did not join within {timeout:g} s")
+        # A launch whose node ended before it joined failed now, not at the timeout: ask the
+        # provider which of its nodes still run, every few rounds (in its thread).
+        waiting = [m.provider_id for m in self.managed.values()
+                   if m.state == "launching" and m.provider_id is not None]
+        if waiting and now - self._last_survey > SURVEY_S and not self._surveying:
+            self._last_survey = now
+            self._surveying = True
+
+            def survey() -> None:
+                try:
+                    alive = set(self.provider.non_terminated_nodes())
+                except Exception as exc:  # noqa: BLE001 - only a shortcut: timeouts remain
+                    log.debug("autoscaler: asking the provider which nodes run failed: %s",
+                              exc)
+                    alive = None
+                self.results.put(("survey", None, (set(waiting), alive)))
+
+            self.pool.submit(survey)
 
     def _launch_failed(self, managed: Managed, why: str) -> None:
         self.failed_launches += 1
