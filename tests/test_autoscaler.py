@@ -212,3 +212,30 @@ def test_the_readme_example_grows_the_cluster():
         assert "ran at once on 4 nodes" in out.stdout and "OK" in out.stdout
     finally:
         cluster.shutdown()
+
+
+def test_a_hung_node_the_local_provider_kills_leaves_no_files():
+    import signal as signals
+
+    from zactor import _registry
+    from zactor.autoscaler._local import LocalNodeProvider
+    from zactor.autoscaler.node_provider import Launch
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        provider = LocalNodeProvider({}, "test")
+        command = [sys.executable, "-m", "zactor_cli.main", "worker", "--address",
+                   cluster.address, "--num-cpus", "1"]
+        node_id = provider.create_node(Launch("hung", "t", {"CPU": 1}, {}, command,
+                                              dict(cluster._env)))
+        pid = int(node_id.split("-")[1])
+        record = wait_until(lambda: _registry.record_of(_registry.NODES, pid), timeout=30,
+                            message="the agent's record")
+        wait_until(lambda: os.path.isdir(record["shm_dir"]), message="its shm directory")
+        os.kill(pid, signals.SIGSTOP)  # it cannot stop by itself: it is killed
+        provider.terminate_node(node_id)
+        assert not os.path.exists(record["shm_dir"])
+        assert not os.path.exists(record["session_dir"])
+        assert _registry.record_of(_registry.NODES, pid) is None
+    finally:
+        cluster.shutdown()

@@ -59,6 +59,27 @@ def unregister(path: str) -> None:
         pass
 
 
+def record_of(kind: str, pid: int) -> dict | None:
+    """The record process ``pid`` left as a ``kind``, if any (whether it still runs or not)."""
+    path = os.path.join(_dir(kind), f"{pid}.json")
+    try:
+        with open(path) as f:
+            return {**json.load(f), "record": path}
+    except (OSError, ValueError):
+        return None
+
+
+def clean_up(record: dict) -> None:
+    """What a recorded process could not remove itself, being killed: its session and
+    shared-memory directories, and its record."""
+    from zactor._process import remove_tree
+
+    for key in ("session_dir", "shm_dir"):
+        if record.get(key):
+            remove_tree(record[key])
+    unregister(record["record"])
+
+
 def _process_of(record: dict) -> psutil.Process | None:
     try:
         proc = psutil.Process(int(record["pid"]))
@@ -145,10 +166,10 @@ def stop_all(timeout: float = config.SHUTDOWN_TIMEOUT_S, force: bool = False) ->
                 proc.send_signal(signal.SIGKILL if force else signal.SIGTERM)
             except psutil.Error:
                 continue
-            procs.append((proc, record["record"]))
+            procs.append((proc, record))
             stopped.append(what)
     deadline = time.monotonic() + timeout
-    for proc, path in procs:
+    for proc, record in procs:
         try:
             proc.wait(max(0.1, deadline - time.monotonic()))
         except psutil.TimeoutExpired:
@@ -156,5 +177,5 @@ def stop_all(timeout: float = config.SHUTDOWN_TIMEOUT_S, force: bool = False) ->
             proc.wait(5)
         except psutil.Error:
             pass
-        unregister(path)
+        clean_up(record)  # (a process that stopped cleanly removed them already)
     return stopped

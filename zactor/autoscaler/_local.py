@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 
+from zactor import _registry
 from zactor.autoscaler.node_provider import Launch, NodeProvider
 
 #: Seconds a node told to stop by the head gets to do so, then between SIGTERM and SIGKILL.
@@ -41,6 +42,7 @@ class LocalNodeProvider(NodeProvider):
         proc = self.procs.pop(node_id, None)
         if proc is None:
             return
+        record = _registry.record_of(_registry.NODES, proc.pid)  # the agent's own record
         try:
             proc.wait(_OWN_EXIT_S)  # a node the head let go stops by itself
         except subprocess.TimeoutExpired:
@@ -58,6 +60,8 @@ class LocalNodeProvider(NodeProvider):
             except ProcessLookupError:
                 pass
         proc.wait()
+        if record is not None:  # a killed agent could not remove its directories
+            _registry.clean_up(record)
 
     def non_terminated_nodes(self) -> list[str]:
         return [i for i, p in self.procs.items() if p.poll() is None]
