@@ -44,7 +44,7 @@ JOB = textwrap.dedent("""
 """)
 
 
-def write_config(path, **provider) -> str:
+def write_config(path, min_workers: int = 0, **provider) -> str:
     # a launch that fails is retried well within the tasks' deadline
     provider = provider or {"type": "local", "node_launch_timeout_s": 30}
     lines = "\n".join(f"  {k}: {v}" for k, v in provider.items())
@@ -57,9 +57,9 @@ def write_config(path, **provider) -> str:
         available_node_types:
           cpu2:
             resources: {CPU: 2}
-            min_workers: 0
+            min_workers: MIN
             max_workers: 3
-        """))
+        """).replace("MIN", str(min_workers)))
     return str(path)
 
 
@@ -102,10 +102,8 @@ def test_a_job_grows_the_cluster_and_it_shrinks_back(tmp_path, monkeypatch):
 
 
 def test_min_workers_are_kept_and_failed_launches_back_off(tmp_path):
-    config = write_config(tmp_path / "scale.yaml", type="external",
+    config = write_config(tmp_path / "scale.yaml", min_workers=1, type="external",
                           module="scaling_providers.FailingProvider", launch_backoff_s=0.5)
-    text = open(config).read().replace("min_workers: 0", "min_workers: 1")
-    open(config, "w").write(text)
     cluster = Cluster(initialize_head=True, env={"PYTHONPATH": TESTS},
                       head_node_args={"num_cpus": 1, "autoscaling_config": config})
     try:
@@ -166,11 +164,9 @@ def test_a_node_that_never_joins_is_stopped_and_retried(tmp_path):
 
 
 def test_a_node_that_ends_before_joining_fails_at_once(tmp_path):
-    config = write_config(tmp_path / "scale.yaml", type="external",
+    config = write_config(tmp_path / "scale.yaml", min_workers=1, type="external",
                           module="scaling_providers.ExitingProvider",
                           node_launch_timeout_s=600, launch_backoff_s=0.5)
-    text = open(config).read().replace("min_workers: 0", "min_workers: 1")
-    open(config, "w").write(text)
     cluster = Cluster(initialize_head=True, env={"PYTHONPATH": TESTS},
                       head_node_args={"num_cpus": 1, "autoscaling_config": config})
     try:

@@ -258,6 +258,15 @@ def groupby_aggregate(pairs: list, keys: list, aggs: list) -> list:
     return sort(out, keys, False) if len(out) > 1 else out
 
 
+def _groups(block, keys: list):
+    """(key, rows) of each key of ``block``, in key order."""
+    block = block.sort_by([(k, "ascending") for k in keys])
+    key = block.select(keys).to_pylist()
+    starts = [0] + [i for i in builtins.range(1, len(key)) if key[i] != key[i - 1]]
+    for a, b in zip(starts, starts[1:] + [len(key)], strict=True):
+        yield key[a], block.slice(a, b - a)
+
+
 @zactor.remote(num_returns=2)
 def _map_groups(keys, fn, batch_format, *pieces):
     from zactor.data._transforms import batches
@@ -265,14 +274,10 @@ def _map_groups(keys, fn, batch_format, *pieces):
     block = _block.concat(list(pieces))
     if block.num_rows == 0:
         return block, _block.metadata(block)
-    block = block.sort_by([(k, "ascending") for k in keys])
-    key = block.select(keys).to_pylist()
-    starts = [0] + [i for i in builtins.range(1, len(key)) if key[i] != key[i - 1]]
-    ends = starts[1:] + [len(key)]
     run = batches(fn, None, batch_format, (), {}, "map_groups")
     out = []
-    for a, b in zip(starts, ends, strict=True):
-        out.extend(run(block.slice(a, b - a)))
+    for _key, group in _groups(block, keys):
+        out.extend(run(group))
     result = _block.concat(out)
     return result, _block.metadata(result)
 
@@ -351,16 +356,11 @@ def _group_aggregate(keys, aggs, *pieces):
     block = _block.concat(list(pieces))
     if block.num_rows == 0:
         return block, _block.metadata(block)
-    block = block.sort_by([(k, "ascending") for k in keys])
-    key = block.select(keys).to_pylist()
-    starts = [0] + [i for i in builtins.range(1, len(key)) if key[i] != key[i - 1]]
-    ends = starts[1:] + [len(key)]
     rows = []
-    for a, b in zip(starts, ends, strict=True):
-        group = block.slice(a, b - a)
-        row = dict(key[a])
+    for key, group in _groups(block, keys):
+        row = dict(key)
         for agg in aggs:
-            row[agg.name] = agg.finalize(agg.accumulate_block(agg.init(key[a]), group))
+            row[agg.name] = agg.finalize(agg.accumulate_block(agg.init(key), group))
         rows.append(row)
     out = _block.from_rows(rows)
     return out, _block.metadata(out)

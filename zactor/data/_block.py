@@ -85,10 +85,6 @@ def from_rows(rows: Iterable[Any]) -> pa.Table:
     return pa.table({"item": _to_arrow(rows)})
 
 
-def rows_of(block: pa.Table) -> list[dict]:
-    return block.to_pylist()
-
-
 def concat(blocks: list[pa.Table]) -> pa.Table:
     blocks = [b for b in blocks if b.num_columns or b.num_rows]
     if not blocks:

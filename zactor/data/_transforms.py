@@ -76,7 +76,7 @@ def columns(kind: str, arg: Any, name: str) -> Callable[[pa.Table], list]:
     """select, drop or rename columns; a column that does not exist is named in the error."""
     def run(block: pa.Table) -> list:
         have = block.column_names
-        wanted = list(arg) if kind != "rename" else list(arg)
+        wanted = list(arg)
         missing = [c for c in wanted if c not in have]
         if missing and block.num_columns:
             raise ValueError(f"{name}: column(s) {missing} do not exist; the dataset has "

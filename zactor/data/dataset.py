@@ -336,8 +336,9 @@ class Dataset:
         return builtins.sum(meta["rows"] for _ref, meta in self._execute())
 
     def schema(self) -> pa.Schema | None:
-        for _ref, meta in self.limit(1)._execute() if not _all_to_all_in(self) else \
-                self._execute():
+        # the first block tells, unless an operator needs the whole input anyway
+        ds = self if _all_to_all_in(self) else self.limit(1)
+        for _ref, meta in ds._execute():
             if meta["schema"] is not None and meta["schema"].names:
                 return meta["schema"]
         return None

@@ -251,7 +251,7 @@ class Broker:
         handle = self.handle
         schedule = self.scheduler.schedule
         handlers = self.fd_handlers
-        last_reap = last_check = last_clients = time.monotonic()
+        last_reap = last_check = last_clients = last_groups = time.monotonic()
         while not self.stopping:
             # zmq_poll on a plain list: zmq.Poller wraps every result in enum objects.
             events = zmq_poll(self.watched, 100 if self.remote_agents else 1000)
@@ -281,7 +281,10 @@ class Broker:
                 self._check_clients(now)
             if self.jobs.waiting:
                 self.jobs.start_pending()
-            if self.pgs.waiting:
+            if self.pgs.waiting and now - last_groups > 0.05:
+                # not after every batch: a group that cannot be placed yet is planned
+                # again 20 times a second at most
+                last_groups = now
                 self.pgs.place_waiting()
                 schedule()
             while self.timers and self.timers[0][0] <= now:
