@@ -106,24 +106,33 @@ def dask_child(paths: dict, sort_rows: int) -> dict:
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
+        phase("parquet_rows_per_s")
         started = time.perf_counter()
         df = dd.read_parquet(paths["parquet"])
         df.assign(a=df["a"] * 2 + 1).to_parquet(os.path.join(tmp, "parquet"))
         out["parquet_rows_per_s"] = paths["parquet_rows"] / (time.perf_counter() - started)
+        phase("csv_rows_per_s")
         started = time.perf_counter()
         df = dd.read_csv(os.path.join(paths["csv"], "*.csv"))
         df.assign(a=df["a"] * 2 + 1).to_csv(os.path.join(tmp, "csv", "*.csv"), index=False)
         out["csv_rows_per_s"] = paths["csv_rows"] / (time.perf_counter() - started)
+    phase("groupby_mean_s")
     ids = np.arange(sort_rows)
     source = dd.from_pandas(pd.DataFrame({"k": ids % 100, "v": (ids * 7919) % 1000003}),
                             npartitions=max(2, 2 * (os.cpu_count() or 1))).persist()
     started = time.perf_counter()
     source.groupby("k")["v"].mean().compute()
     out["groupby_mean_s"] = time.perf_counter() - started
+    phase("sort_s")
     started = time.perf_counter()
     source.sort_values("v").persist()
     out["sort_s"] = time.perf_counter() - started
     return out
+
+
+def phase(name: str) -> None:
+    """Tells the parent's memory sampler which row runs now (a file it reads)."""
+    Path(os.environ["BENCH_PHASE_FILE"]).write_text(name)
 
 
 def child(backend: str, paths: dict, sort_rows: int) -> dict:
@@ -142,23 +151,27 @@ def child(backend: str, paths: dict, sort_rows: int) -> dict:
     cpus = int(ray.cluster_resources()["CPU"])
     with tempfile.TemporaryDirectory() as tmp:
         for fmt in ("parquet", "csv"):
+            phase(f"{fmt}_rows_per_s")
             read = ray.data.read_parquet if fmt == "parquet" else ray.data.read_csv
             started = time.perf_counter()
             ds = read(paths[fmt]).map_batches(_double, batch_format="numpy", batch_size=None)
             getattr(ds, f"write_{'parquet' if fmt == 'parquet' else 'csv'}")(
                 os.path.join(tmp, fmt))
             out[f"{fmt}_rows_per_s"] = paths[f"{fmt}_rows"] / (time.perf_counter() - started)
+        phase("actor_pool_rows_per_s")
         started = time.perf_counter()
         (ray.data.read_parquet(paths["parquet"])
          .map_batches(Scale, concurrency=max(1, cpus - 1), batch_size=None)
          .write_parquet(os.path.join(tmp, "pool")))
         out["actor_pool_rows_per_s"] = paths["parquet_rows"] / (time.perf_counter() - started)
+    phase("groupby_mean_s")
     source = ray.data.range(sort_rows).map_batches(
         lambda b: {"k": b["id"] % 100, "v": (b["id"] * 7919) % 1000003})
     source = source.materialize()
     started = time.perf_counter()
     source.groupby("k").mean("v").materialize()
     out["groupby_mean_s"] = time.perf_counter() - started
+    phase("sort_s")
     started = time.perf_counter()
     source.sort("v").materialize()
     out["sort_s"] = time.perf_counter() - started
@@ -183,24 +196,32 @@ def _pss(pid: int) -> int:
 
 
 def run(python: str, backend: str, paths: dict, sort_rows: int) -> dict:
+    phase_file = tempfile.NamedTemporaryFile(prefix="bench-phase-", delete=False)
+    phase_file.close()
     proc = subprocess.Popen([python, __file__, "--child", backend, json.dumps(paths),
                              str(sort_rows)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    peak = [0]
+                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                            "BENCH_PHASE_FILE": phase_file.name})
+    peak = {"": 0}  # per row, and "" for the whole run
 
     def watch():
         while proc.poll() is None:
-            peak[0] = max(peak[0], _pss(proc.pid))
+            now = _pss(proc.pid)
+            current = Path(phase_file.name).read_text() or "start"
+            peak[""] = max(peak[""], now)
+            peak[current] = max(peak.get(current, 0), now)
             time.sleep(0.2)
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     out, err = proc.communicate(timeout=3600)
     watcher.join()
+    os.unlink(phase_file.name)
     if proc.returncode != 0:
         return {"error": (err or out).strip().splitlines()[-1:]}
     result = json.loads(out.strip().splitlines()[-1])
-    result["peak_memory_mb"] = peak[0] / 2**20
+    result["peak_memory_mb"] = peak.pop("") / 2**20
+    result["peak_memory_mb_by_row"] = {name: v / 2**20 for name, v in peak.items()}
     return result
 
 
@@ -240,6 +261,10 @@ def main() -> None:
                   else "-" for o in (r, d)]
         print(f"| {name} ({unit}) | {cell[0]} | {cell[1]} | {ratios[0]} | {cell[2]} | "
               f"{ratios[1]} |")
+    print("\npeak memory (PSS, MB) while each row ran:")
+    for backend, rows in results.items():
+        by_row = rows.get("peak_memory_mb_by_row", {})
+        print(f"  {backend:7} " + ", ".join(f"{k} {v:,.0f}" for k, v in by_row.items()))
     for backend, rows in results.items():
         if "error" in rows:
             print(f"{backend} failed: {rows['error']}")

@@ -4,6 +4,7 @@ call gives what pandas or numpy computes on the same rows."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -302,3 +303,25 @@ def test_read_parquet_blocks_and_unknown_arguments(tmp_path):
     assert again.num_blocks() == 5 and again.count() == 100
     with pytest.raises(TypeError):
         zd.read_parquet(str(tmp_path), no_such_argument=1)
+
+
+def test_blocks_take_their_own_size_in_the_store(tmp_path):
+    # Parquet's reader hands out columns as chunks sliced from one large buffer, and pyarrow
+    # pickles each slice with the whole buffer: such a block once took 7x its size.
+    from zactor.testing import store_stats
+
+    n = 2_000_000
+    pq.write_table(pa.table({"a": np.arange(n), "b": np.random.default_rng(0).random(n)}),
+                   tmp_path / "big.parquet")
+    ds = zd.read_parquet(str(tmp_path)).materialize()
+    nbytes = sum(m["bytes"] for _, m in ds._plan[0].blocks)
+    assert nbytes >= 16 * n
+    # the worker that wrote it may hold a spare region for a while (SPARE_TTL_S)
+    deadline = time.monotonic() + 10
+    while (used := store_stats()[0]["used"]) >= 1.5 * nbytes and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert used < 1.5 * nbytes, f"{used} bytes of the store for {nbytes} of rows"
+    sliced = pq.read_table(tmp_path / "big.parquet").slice(0, 1000)
+    ref = zactor.put(sliced)  # 16 kB of rows, inline: not the 16 MB buffer it slices
+    assert store_stats()[0]["used"] <= used and zactor.get(ref).equals(sliced)
+    del ds

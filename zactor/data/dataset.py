@@ -412,8 +412,10 @@ class Dataset:
         fs, root = fsspec.core.url_to_fs(path)
         fs.makedirs(root, exist_ok=True)
         writer = _Writer(path, fmt, options, uuid.uuid4().hex)
-        for _ in Dataset(self._plan + [Map(f"Write{fmt.capitalize()}", writer)])._execute():
+        written = Dataset(self._plan + [Map(f"Write{fmt.capitalize()}", writer)])
+        for _ in written._execute():
             pass
+        self._stats = written._stats  # stats() tells of the write, as in Ray
 
 
 class MaterializedDataset(Dataset):
