@@ -268,10 +268,6 @@ def test_splits_and_zip():
     parts = ds.split(3, equal=True)
     assert [p.count() for p in parts] == [33, 33, 33]
     assert sum(p.count() for p in ds.split(3)) == 100
-    iterators = ds.streaming_split(2, equal=True)
-    seen = [r["id"] for it in iterators for b in it.iter_batches(batch_size=10)
-            for r in [{"id": x} for x in b["id"]]]
-    assert sorted(seen) == list(range(100))
     zipped = ds.zip(zd.range(100, override_num_blocks=3).map_batches(
         lambda b: {"id": b["id"] * 10}))
     rows = zipped.take_all()
@@ -325,3 +321,80 @@ def test_blocks_take_their_own_size_in_the_store(tmp_path):
     ref = zactor.put(sliced)  # 16 kB of rows, inline: not the 16 MB buffer it slices
     assert store_stats()[0]["used"] <= used and zactor.get(ref).equals(sliced)
     del ds
+
+
+@zactor.remote(num_cpus=0)
+def _consume(it, epochs: int = 1, **batches) -> list:
+    return [[int(x) for b in it.iter_batches(**batches) for x in b["id"]]
+            for _ in range(epochs)]
+
+
+def test_streaming_split_streams_disjoint_shares_to_other_processes():
+    ds = zd.range(1000, override_num_blocks=10).map_batches(lambda b: {"id": b["id"] * 3})
+    a, b = ds.streaming_split(2)
+    first, second = zactor.get([_consume.remote(a, 2, batch_size=7),
+                                _consume.remote(b, 2, batch_size=7)])
+    for epoch in range(2):  # each epoch: every row once, between the two
+        assert sorted(first[epoch] + second[epoch]) == [3 * i for i in range(1000)]
+    assert "Operator ReadRange->MapBatches(<lambda>): 10 blocks, 1000 rows" in a.stats()
+    equal = zactor.get([_consume.remote(it) for it in ds.streaming_split(3, equal=True)])
+    assert [len(e[0]) for e in equal] == [333, 333, 333]
+    assert len({x for e in equal for x in e[0]}) == 999
+    with pytest.raises(ValueError, match="n >= 1"):
+        ds.streaming_split(0)
+
+
+def test_streaming_splits_consumed_one_after_another_finish():
+    # more consumers than CPUs: the splits cannot all begin an epoch together
+    ctx = zd.DataContext.get_current()
+    before, ctx.streaming_split_wait_s = ctx.streaming_split_wait_s, 0.2
+    try:
+        splits = zd.range(300, override_num_blocks=6).streaming_split(4)
+    finally:
+        ctx.streaming_split_wait_s = before
+    consume = _consume.options(num_cpus=1)
+    parts = zactor.get([consume.remote(it) for it in splits], timeout=60)
+    assert sorted(x for p in parts for x in p[0]) == list(range(300))
+    (only,) = zd.range(50).streaming_split(1)
+    for _ in only.iter_batches(batch_size=5):
+        break  # left early: the next pass still sees every row
+    assert sum(len(b["id"]) for b in only.iter_batches(batch_size=5)) == 50
+    assert only.materialize().count() == 50
+
+
+def test_iterator_and_local_shuffle():
+    ds = zd.range(1000, override_num_blocks=5)
+    it = ds.iterator()
+    assert [len(b["id"]) for b in it.iter_batches(batch_size=300)] == [300, 300, 300, 100]
+    assert [len(b["id"]) for b in it.iter_batches(batch_size=300, drop_last=True)] == [300] * 3
+    shuffled = [int(x) for b in ds.iter_batches(batch_size=64, local_shuffle_buffer_size=200,
+                                                 local_shuffle_seed=1) for x in b["id"]]
+    assert sorted(shuffled) == list(range(1000)) and shuffled != list(range(1000))
+    assert it.materialize().count() == 1000
+    with pytest.raises(ValueError, match="local_shuffle_buffer_size"):
+        next(ds.iter_batches(local_shuffle_buffer_size=0))
+
+
+def test_read_parquet_splits_files_by_row_group(tmp_path):
+    df = pd.DataFrame({"a": np.arange(1000), "b": np.arange(1000) % 7})
+    pq.write_table(pa.Table.from_pandas(df), tmp_path / "one.parquet", row_group_size=100)
+    pq.write_table(pa.Table.from_pandas(df.iloc[:50]), tmp_path / "two.parquet")
+    five = zd.read_parquet(str(tmp_path / "one.parquet"), override_num_blocks=5)
+    assert five.num_blocks() == 5 and frame(five).equals(df)
+    assert zd.read_parquet(str(tmp_path), override_num_blocks=1).num_blocks() == 1
+    both = zd.read_parquet(str(tmp_path), override_num_blocks=4, columns=["a"],
+                           filter=[("b", "=", 3)])
+    expected = pd.concat([df, df.iloc[:50]])
+    assert both.num_blocks() == 4
+    assert frame(both)["a"].tolist() == expected[expected.b == 3]["a"].tolist()
+    ctx = zd.DataContext.get_current()
+    before, ctx.target_max_block_size = ctx.target_max_block_size, 3000  # 2 row groups
+    try:
+        big = zd.read_parquet(str(tmp_path / "one.parquet"))
+    finally:
+        ctx.target_max_block_size = before
+    assert big.num_blocks() == 5 and frame(big).equals(df)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.parquet").write_text("not parquet")
+    with pytest.raises(ValueError, match=r"x\.parquet as parquet"):
+        zd.read_parquet(str(tmp_path / "bad"), override_num_blocks=3)

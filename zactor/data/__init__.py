@@ -25,12 +25,12 @@ from zactor.data._read import (
 from zactor.data.context import DataContext
 from zactor.data.dataset import (
     ActorPoolStrategy,
-    DataIterator,
     Dataset,
     GroupedData,
     MaterializedDataset,
     TaskPoolStrategy,
 )
+from zactor.data.iterator import DataIterator
 
 __all__ = ["ActorPoolStrategy", "DataContext", "DataIterator", "Dataset", "GroupedData",
            "MaterializedDataset", "TaskPoolStrategy", "from_arrow", "from_items",

@@ -4,6 +4,7 @@ pyarrow's readers for Parquet, CSV and JSON."""
 
 from __future__ import annotations
 
+import builtins
 import math
 from typing import Any
 
@@ -115,10 +116,22 @@ class _FileRead:
 
 
 def _parquet(fs, path, options):
+    import pyarrow.dataset as pads
     import pyarrow.parquet as pq
 
+    columns, where, groups = options.get("columns"), options.get("filter"), options.get("groups")
     with fs.open(path, "rb") as f:
-        return pq.read_table(f, columns=options.get("columns"), filters=options.get("filter"))
+        if groups is None:
+            return pq.read_table(f, columns=columns, filters=where)
+        # One fragment per row group: a fragment of several returns them out of order
+        # (pyarrow 26). Each reads only the columns asked for, and is skipped when its
+        # statistics rule the filter out.
+        fmt = pads.ParquetFileFormat()
+        parts = [fmt.make_fragment(f, row_groups=[g]).to_table(columns=columns, filter=where)
+                 for g in groups]
+        if not parts:
+            return fmt.make_fragment(f, row_groups=[]).to_table(columns=columns)
+        return _block.concat(parts)
 
 
 def _csv(fs, path, options):
@@ -187,10 +200,104 @@ class _with_path:  # noqa: N801 - a callable standing in for a function
 def read_parquet(paths, *, columns: list[str] | None = None, filter: Any = None,  # noqa: A002
                  override_num_blocks: int | None = None):
     """Parquet files (a file, a directory, a glob): only ``columns`` are read, and
-    ``filter`` (a ``pyarrow.dataset`` expression) is pushed down to the reader. One block
-    per file, unless ``override_num_blocks`` asks for another number (a repartition)."""
-    ds = _read_files(paths, "parquet", {"columns": columns, "filter": filter}, "ReadParquet")
-    return ds.repartition(override_num_blocks) if override_num_blocks else ds
+    ``filter`` (a ``pyarrow.dataset`` expression, or pyarrow's list-of-tuples form) is
+    pushed down to the reader.
+
+    A read task per file; a file larger than ``DataContext.target_max_block_size`` is read
+    by several, a run of its row groups each. ``override_num_blocks`` asks for another
+    number of read tasks: files are grouped, or split by row group (and, past one block
+    per row group, the blocks read are split again).
+
+    Example::
+
+        ds = zactor.data.read_parquet("s3://bucket/data/", columns=["x"],
+                                      filter=pyarrow.dataset.field("x") > 0)
+    """
+    if override_num_blocks is not None and override_num_blocks < 1:
+        raise ValueError(f"override_num_blocks must be positive, got {override_num_blocks}")
+    if isinstance(filter, list):
+        import pyarrow.parquet as pq
+
+        filter = pq.filters_to_expression(filter)  # noqa: A001
+    options = {"columns": columns, "filter": filter}
+    files = _paths.expand(paths, _SUFFIXES["parquet"])
+    pieces = _parquet_pieces(files, override_num_blocks)
+    if override_num_blocks is not None and len(pieces) > override_num_blocks:
+        pieces = _grouped(pieces, override_num_blocks)
+    else:
+        pieces = [[p] for p in pieces]
+    tasks = [ReadTask(_Reads([_FileRead(fs, path, "parquet", {**options, "groups": groups})
+                              for fs, path, groups, _ in group]),
+                      rows=None if None in [p[3] for p in group] else
+                      builtins.sum(p[3] for p in group),
+                      name=group[0][1]) for group in pieces]
+    ds = _dataset(Source("ReadParquet", tasks=tasks))
+    if override_num_blocks is not None and len(tasks) < override_num_blocks:
+        ds = ds.repartition(override_num_blocks)
+    return ds
+
+
+def _parquet_pieces(files: list, blocks: int | None) -> list[tuple]:
+    """(fs, path, row groups or None for all, rows or None) to read, in order: whole files,
+    and runs of row groups of the files that must be split (too large, or more blocks
+    asked for than there are files)."""
+    import pyarrow.parquet as pq
+
+    from zactor.data.context import DataContext
+
+    target = DataContext.get_current().target_max_block_size
+    split_all = blocks is not None and blocks > len(files)
+    footers = {}
+    for fs, path in files:
+        if split_all or fs.size(path) > target:
+            try:
+                with fs.open(path, "rb") as f:
+                    footers[path] = pq.ParquetFile(f).metadata
+            except pa.ArrowInvalid as exc:
+                raise ValueError(f"cannot read {path} as parquet: {exc}") from None
+    if not footers:
+        return [(fs, path, None, None) for fs, path in files]
+    if split_all:  # pieces per file in proportion to its rows, a row group at least each
+        total = builtins.sum(m.num_rows for m in footers.values()) or 1
+        want = {path: max(1, round(blocks * m.num_rows / total)) for path, m in
+                footers.items()}
+    out = []
+    for fs, path in files:
+        meta = footers.get(path)
+        if meta is None:
+            out.append((fs, path, None, None))
+            continue
+        groups = [meta.row_group(i) for i in builtins.range(meta.num_row_groups)]
+        if split_all:
+            runs = _split_rows(len(groups), want[path])
+        else:  # runs of row groups of at most `target` bytes (uncompressed)
+            runs, start, size = [], 0, 0
+            for i, g in enumerate(groups):
+                if i > start and size + g.total_byte_size > target:
+                    runs.append((start, i))
+                    start, size = i, 0
+                size += g.total_byte_size
+            runs.append((start, len(groups)))
+        for a, b in runs:
+            if a < b or not groups:
+                out.append((fs, path, list(builtins.range(a, b)),
+                            builtins.sum(g.num_rows for g in groups[a:b])))
+    return out
+
+
+def _grouped(pieces: list, n: int) -> list[list]:
+    """``pieces`` in ``n`` consecutive groups (fewer read tasks than files)."""
+    return [pieces[a:b] for a, b in _split_rows(len(pieces), n)]
+
+
+class _Reads:
+    """Several reads in one task, their blocks one after the other."""
+
+    def __init__(self, reads: list) -> None:
+        self.reads = reads
+
+    def __call__(self) -> list:
+        return [block for read in self.reads for block in read()]
 
 
 def read_csv(paths, *, include_paths: bool = False, **arrow_csv_args):

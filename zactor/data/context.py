@@ -27,6 +27,9 @@ class DataContext:
         self.op_memory_fraction = 0.1
         #: Rows per block when a source splits by count (range, from_items).
         self.target_max_block_size = 128 * 1024 * 1024
+        #: How long a split of ``streaming_split`` that begins an epoch waits for the
+        #: others (when they are late, it goes on without them).
+        self.streaming_split_wait_s = 5.0
         #: Output blocks keep the input's order (zactor always does; Ray's default is False).
         self.execution_options = _ExecutionOptions()
 
@@ -36,6 +39,13 @@ class DataContext:
             if cls._current is None:
                 cls._current = DataContext()
             return cls._current
+
+    @classmethod
+    def _set_current(cls, context: DataContext) -> None:
+        """Make ``context`` this process's (Ray's name: a split coordinator takes its
+        driver's settings so)."""
+        with cls._lock:
+            cls._current = context
 
 
 class _ExecutionOptions:

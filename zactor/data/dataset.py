@@ -16,6 +16,7 @@ import zactor
 from zactor.data import _all_to_all, _block, _transforms
 from zactor.data._executor import Stats, execute
 from zactor.data._ops import AllToAll, Combine, Limit, Map, Source
+from zactor.data.iterator import DataIterator, _DatasetIterator, streaming_split
 
 
 class ActorPoolStrategy:
@@ -227,10 +228,16 @@ class Dataset:
 
     def streaming_split(self, n: int, *, equal: bool = False, locality_hints: Any = None
                         ) -> list[DataIterator]:
-        """``n`` iterators over disjoint parts of the dataset, for ``n`` consumers (the
-        workers of a trainer): each has ``iter_batches``, ``iter_rows`` and
-        ``iter_torch_batches``."""
-        return [DataIterator(part) for part in self.split(n, equal=equal)]
+        """``n`` iterators that share one streamed execution of the dataset, for ``n``
+        consumers (the workers of a trainer), each handed blocks as it asks; every pass is
+        a new execution. They pickle, so each can go to another process.
+
+        Example::
+
+            a, b = ds.streaming_split(2)
+            rows = zactor.get([consume.remote(a), consume.remote(b)])
+        """
+        return streaming_split(self, n, equal)
 
     def train_test_split(self, test_size: float | int, *, shuffle: bool = False,
                          seed: int | None = None) -> tuple[MaterializedDataset,
@@ -274,44 +281,28 @@ class Dataset:
 
     # -- consuming -----------------------------------------------------------------------
 
+    def iterator(self) -> DataIterator:
+        """A ``DataIterator`` over this dataset (each pass runs it again)."""
+        return _DatasetIterator(self)
+
     def iter_batches(self, *, batch_size: int | None = 256, batch_format: str = "default",
                      prefetch_batches: int = 1, drop_last: bool = False,
                      local_shuffle_buffer_size: int | None = None,
                      local_shuffle_seed: int | None = None) -> Iterator[Any]:
         """Batches of ``batch_size`` rows across block boundaries (the last may be short
-        unless ``drop_last``)."""
-        fmt = _block.check_format(batch_format)
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        carry: list[pa.Table] = []
-        carried = 0
-        for block in self._blocks():
-            if batch_size is None:
-                if block.num_rows:
-                    yield _block.to_batch(block, fmt)
-                continue
-            carry.append(block)
-            carried += block.num_rows
-            while carried >= batch_size:
-                joined = _block.concat(carry)
-                yield _block.to_batch(joined.slice(0, batch_size), fmt)
-                rest = joined.slice(batch_size)
-                carry, carried = [rest], rest.num_rows
-        if carried and not drop_last:
-            yield _block.to_batch(_block.concat(carry), fmt)
+        unless ``drop_last``), as dicts of numpy arrays, DataFrames or Arrow tables."""
+        return self.iterator().iter_batches(
+            batch_size=batch_size, batch_format=batch_format,
+            prefetch_batches=prefetch_batches, drop_last=drop_last,
+            local_shuffle_buffer_size=local_shuffle_buffer_size,
+            local_shuffle_seed=local_shuffle_seed)
 
     def iter_rows(self) -> Iterator[dict]:
-        for block in self._blocks():
-            yield from block.to_pylist()
+        return self.iterator().iter_rows()
 
-    def iter_torch_batches(self, *, batch_size: int | None = 256, dtypes: Any = None,
-                           device: str = "cpu", drop_last: bool = False,
-                           **_kwargs) -> Iterator[dict]:
-        import torch
-
-        for batch in self.iter_batches(batch_size=batch_size, drop_last=drop_last):
-            yield {k: torch.as_tensor(v, dtype=dtypes.get(k) if isinstance(dtypes, dict)
-                                      else dtypes, device=device) for k, v in batch.items()}
+    def iter_torch_batches(self, **kwargs) -> Iterator[dict]:
+        """Batches as dicts of ``torch.Tensor`` (``DataIterator.iter_torch_batches``)."""
+        return self.iterator().iter_torch_batches(**kwargs)
 
     def take(self, limit: int = 20) -> list[dict]:
         return list(self.limit(limit).iter_rows())
@@ -479,25 +470,6 @@ class GroupedData:
         keys = self._keys
         return self._ds._with(AllToAll("MapGroups", lambda pairs: _all_to_all.map_groups(
             _checked(pairs, keys, "groupby"), keys, fn, fmt)))
-
-
-class DataIterator:
-    """One consumer's share of a dataset (``streaming_split``)."""
-
-    def __init__(self, ds: Dataset) -> None:
-        self._ds = ds
-
-    def iter_batches(self, **kwargs) -> Iterator[Any]:
-        return self._ds.iter_batches(**kwargs)
-
-    def iter_rows(self) -> Iterator[dict]:
-        return self._ds.iter_rows()
-
-    def iter_torch_batches(self, **kwargs) -> Iterator[dict]:
-        return self._ds.iter_torch_batches(**kwargs)
-
-    def materialize(self) -> MaterializedDataset:
-        return self._ds.materialize()
 
 
 # -- helpers ----------------------------------------------------------------------------------
