@@ -398,3 +398,15 @@ def test_read_parquet_splits_files_by_row_group(tmp_path):
     (tmp_path / "bad" / "x.parquet").write_text("not parquet")
     with pytest.raises(ValueError, match=r"x\.parquet as parquet"):
         zd.read_parquet(str(tmp_path / "bad"), override_num_blocks=3)
+
+
+def test_file_reads_take_override_num_blocks(tmp_path):
+    zd.from_pandas(DF).repartition(3).write_csv(str(tmp_path))
+    assert zd.read_csv(str(tmp_path)).num_blocks() == 3
+    one = zd.read_csv(str(tmp_path), override_num_blocks=1)
+    assert one.num_blocks() == 1 and frame(one).equals(DF.astype({"v": int}))
+    seven = zd.read_csv(str(tmp_path), override_num_blocks=7, include_paths=True)
+    assert seven.num_blocks() == 7 and frame(seven).drop(columns="path").equals(
+        DF.astype({"v": int}))
+    with pytest.raises(ValueError, match="override_num_blocks"):
+        zd.read_json(str(tmp_path), override_num_blocks=0)

@@ -233,6 +233,9 @@ def _tasks(source, fn, fns: list, stats: Stats, name: str, reading: bool):
     pending: collections.deque = collections.deque()
     started = time.monotonic()
     exhausted = False
+    # a transform with `at` (a write) is told which block of the stream it is given
+    bound = any(hasattr(f, "at") for f in fns)
+    index = 0
     while True:
         while not exhausted and budget.room(len(pending)):
             try:
@@ -242,7 +245,9 @@ def _tasks(source, fn, fns: list, stats: Stats, name: str, reading: bool):
                 break
             if not reading:
                 budget.saw(item[1])  # its input stays pinned while its task runs
-            pending.append(fn.remote(item if reading else item[0], fns))
+            task_fns = [f.at(index) if hasattr(f, "at") else f for f in fns] if bound else fns
+            index += 1
+            pending.append(fn.remote(item if reading else item[0], task_fns))
             del item
         if not pending:
             return

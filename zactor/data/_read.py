@@ -176,14 +176,32 @@ _SUFFIXES = {"parquet": (".parquet",), "csv": (".csv",), "json": (".json", ".jso
              "numpy": (".npy",)}
 
 
-def _read_files(paths, fmt: str, options: dict, name: str, include_paths: bool = False):
+def _read_files(paths, fmt: str, options: dict, name: str, include_paths: bool = False,
+                override_num_blocks: int | None = None):
+    """A read task per file; ``override_num_blocks`` fewer (files grouped) or more (the
+    blocks read split again)."""
+    _check_blocks(override_num_blocks)
     files = _paths.expand(paths, _SUFFIXES.get(fmt))
-    tasks = []
+    reads = []
     for fs, path in files:
         read = _FileRead(fs, path, fmt, options)
-        tasks.append(ReadTask(_with_path(read, path) if include_paths and fmt != "binary"
-                              else read, name=path))
-    return _dataset(Source(name, tasks=tasks))
+        reads.append((_with_path(read, path) if include_paths and fmt != "binary" else read,
+                       path))
+    groups = _grouped(reads, override_num_blocks) if override_num_blocks and \
+        override_num_blocks < len(reads) else [[r] for r in reads]
+    tasks = [ReadTask(_Reads([r for r, _ in g]) if len(g) > 1 else g[0][0], name=g[0][1])
+             for g in groups]
+    ds = _dataset(Source(name, tasks=tasks))
+    return _more_blocks(ds, len(tasks), override_num_blocks)
+
+
+def _check_blocks(n: int | None) -> None:
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"override_num_blocks must be a positive integer, got {n!r}")
+
+
+def _more_blocks(ds, tasks: int, wanted: int | None):
+    return ds.repartition(wanted) if wanted is not None and tasks < wanted else ds
 
 
 class _with_path:  # noqa: N801 - a callable standing in for a function
@@ -213,8 +231,7 @@ def read_parquet(paths, *, columns: list[str] | None = None, filter: Any = None,
         ds = zactor.data.read_parquet("s3://bucket/data/", columns=["x"],
                                       filter=pyarrow.dataset.field("x") > 0)
     """
-    if override_num_blocks is not None and override_num_blocks < 1:
-        raise ValueError(f"override_num_blocks must be positive, got {override_num_blocks}")
+    _check_blocks(override_num_blocks)
     if isinstance(filter, list):
         import pyarrow.parquet as pq
 
@@ -231,10 +248,8 @@ def read_parquet(paths, *, columns: list[str] | None = None, filter: Any = None,
                       rows=None if None in [p[3] for p in group] else
                       builtins.sum(p[3] for p in group),
                       name=group[0][1]) for group in pieces]
-    ds = _dataset(Source("ReadParquet", tasks=tasks))
-    if override_num_blocks is not None and len(tasks) < override_num_blocks:
-        ds = ds.repartition(override_num_blocks)
-    return ds
+    return _more_blocks(_dataset(Source("ReadParquet", tasks=tasks)), len(tasks),
+                        override_num_blocks)
 
 
 def _parquet_pieces(files: list, blocks: int | None) -> list[tuple]:
@@ -300,25 +315,36 @@ class _Reads:
         return [block for read in self.reads for block in read()]
 
 
-def read_csv(paths, *, include_paths: bool = False, **arrow_csv_args):
-    return _read_files(paths, "csv", arrow_csv_args, "ReadCSV", include_paths)
+def read_csv(paths, *, include_paths: bool = False, override_num_blocks: int | None = None,
+             **arrow_csv_args):
+    """CSV files, read by pyarrow's CSV reader (``arrow_csv_args``: its ``read_options``,
+    ``parse_options``, ``convert_options``)."""
+    return _read_files(paths, "csv", arrow_csv_args, "ReadCSV", include_paths,
+                       override_num_blocks)
 
 
-def read_json(paths, *, include_paths: bool = False, **arrow_json_args):
+def read_json(paths, *, include_paths: bool = False, override_num_blocks: int | None = None,
+              **arrow_json_args):
     """JSON lines files: one row per line."""
-    return _read_files(paths, "json", arrow_json_args, "ReadJSON", include_paths)
+    return _read_files(paths, "json", arrow_json_args, "ReadJSON", include_paths,
+                       override_num_blocks)
 
 
 def read_text(paths, *, encoding: str = "utf-8", drop_empty_lines: bool = True,
-              include_paths: bool = False):
+              include_paths: bool = False, override_num_blocks: int | None = None):
+    """Text files: a ``text`` column, one row per line."""
     return _read_files(paths, "text", {"encoding": encoding,
                                        "drop_empty_lines": drop_empty_lines},
-                       "ReadText", include_paths)
+                       "ReadText", include_paths, override_num_blocks)
 
 
-def read_numpy(paths, *, include_paths: bool = False):
-    return _read_files(paths, "numpy", {}, "ReadNumpy", include_paths)
+def read_numpy(paths, *, include_paths: bool = False, override_num_blocks: int | None = None):
+    """``.npy`` files: a ``data`` column, one row per first-axis entry."""
+    return _read_files(paths, "numpy", {}, "ReadNumpy", include_paths, override_num_blocks)
 
 
-def read_binary_files(paths, *, include_paths: bool = False):
-    return _read_files(paths, "binary", {"include_paths": include_paths}, "ReadBinary")
+def read_binary_files(paths, *, include_paths: bool = False,
+                      override_num_blocks: int | None = None):
+    """A row per file: its ``bytes`` (and ``path`` with ``include_paths``)."""
+    return _read_files(paths, "binary", {"include_paths": include_paths}, "ReadBinary",
+                       override_num_blocks=override_num_blocks)

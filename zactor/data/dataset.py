@@ -496,8 +496,15 @@ class _Construct:
 class _Writer:
     """Writes each block it is given to a file of its own under ``path``."""
 
-    def __init__(self, path: str, fmt: str, options: dict, prefix: str) -> None:
+    def __init__(self, path: str, fmt: str, options: dict, prefix: str,
+                 task: int = 0) -> None:
         self.path, self.fmt, self.options, self.prefix = path, fmt, options, prefix
+        self.task, self.written = task, 0
+
+    def at(self, task: int) -> _Writer:
+        """The writer for the ``task``-th block of the stream: file names follow the
+        dataset's order, as Ray's do (``{write id}_{task:06}_{block:06}``)."""
+        return _Writer(self.path, self.fmt, self.options, self.prefix, task)
 
     def __call__(self, block: pa.Table) -> list:
         import fsspec
@@ -505,7 +512,8 @@ class _Writer:
         if block.num_rows == 0:
             return [block.slice(0, 0)]
         fs, root = fsspec.core.url_to_fs(self.path)
-        name = f"{self.prefix}_{uuid.uuid4().hex[:12]}.{self.fmt}"
+        name = f"{self.prefix}_{self.task:06d}_{self.written:06d}.{self.fmt}"
+        self.written += 1
         with fs.open(os.path.join(root, name), "wb") as f:
             if self.fmt == "parquet":
                 import pyarrow.parquet as pq
