@@ -65,6 +65,7 @@ _WHERE = {
     "runtime_context": "zactor.runtime_context",
     "runtime_env": "zactor.runtime_env",
     "data": "zactor.data",
+    "train": "zactor.train",
     "util": "zactor.util",
     "cloudpickle": "cloudpickle",  # Ray re-exports the cloudpickle it uses: so do we
 }
@@ -98,6 +99,7 @@ __all__ = [
     "runtime_context",
     "runtime_env",
     "shutdown",
+    "train",
     "util",
     "wait",
 ]
