@@ -259,3 +259,40 @@ def test_ray_train_programs_run_with_the_import_switched(tmp_path):
         loop, scaling_config=ScalingConfig(num_workers=2),
         run_config=ray.train.RunConfig(storage_path=str(tmp_path))).fit()
     assert result.metrics == {"world": 2}
+
+
+def _xgb_loop(config):
+    import xgboost
+
+    from zactor.train.xgboost import RayTrainReportCallback
+
+    part = train.get_dataset_shard("train").materialize().to_pandas()
+    dtrain = xgboost.DMatrix(part.drop(columns="y"), label=part["y"])
+    xgboost.train(config, dtrain, evals=[(dtrain, "train")], num_boost_round=20,
+                  verbose_eval=False, callbacks=[RayTrainReportCallback(frequency=5)])
+
+
+def test_distributed_xgboost_matches_single_process_accuracy(tmp_path):
+    np = pytest.importorskip("numpy")
+    pd = pytest.importorskip("pandas")
+    xgboost = pytest.importorskip("xgboost")
+    from zactor.train.xgboost import RayTrainReportCallback, XGBoostTrainer
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 5))
+    y = ((x[:, 0] + x[:, 1] * x[:, 2] - x[:, 3]) > 0).astype(int)
+    df = pd.DataFrame(x, columns=[f"f{i}" for i in range(5)]).assign(y=y)
+    params = {"objective": "binary:logistic", "eval_metric": ["logloss", "error"],
+              "tree_method": "hist", "max_depth": 4, "eta": 0.3}
+    result = XGBoostTrainer(_xgb_loop, train_loop_config=params,
+                            scaling_config=train.ScalingConfig(num_workers=2),
+                            run_config=train.RunConfig(storage_path=str(tmp_path)),
+                            datasets={"train": zd.from_pandas(df)}).fit()
+    assert len(result.best_checkpoints) == 4  # every 5 rounds of 20
+    booster = RayTrainReportCallback.get_model(result.checkpoint)
+    full = xgboost.DMatrix(df.drop(columns="y"), label=df["y"])
+    distributed = ((booster.predict(full) > 0.5) == y).mean()
+    single = ((xgboost.train(params, full, num_boost_round=20).predict(full) > 0.5) == y).mean()
+    assert distributed > 0.9 and abs(distributed - single) < 0.02
+    # the metrics are the whole data set's (allreduced), not one shard's
+    assert result.metrics["train-error"] == pytest.approx(1 - distributed, abs=1e-6)

@@ -47,6 +47,9 @@ class Backend:
     def on_worker_end(self, session: context._Session) -> None:
         pass
 
+    def on_shutdown(self) -> None:
+        """Run by the controller once the run is over."""
+
 
 @zactor.remote
 class _TrainWorker:

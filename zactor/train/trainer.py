@@ -122,6 +122,7 @@ class DataParallelTrainer:
                     attempt += 1
         finally:
             group.shutdown()
+            backend.on_shutdown()
             storage.clean_staging()
         latest = manager.latest
         metrics = state["checkpointed"] if state["checkpointed"] is not None else \
