@@ -66,6 +66,7 @@ _WHERE = {
     "runtime_env": "zactor.runtime_env",
     "data": "zactor.data",
     "train": "zactor.train",
+    "tune": "zactor.tune",
     "util": "zactor.util",
     "cloudpickle": "cloudpickle",  # Ray re-exports the cloudpickle it uses: so do we
 }
@@ -100,6 +101,7 @@ __all__ = [
     "runtime_env",
     "shutdown",
     "train",
+    "tune",
     "util",
     "wait",
 ]
