@@ -20,8 +20,9 @@ class Reporter:
         if self.verbose and not self.tty and trial.status != "RUNNING":
             value = (trial.last_result or {}).get(self.metric) if self.metric else None
             shown = f" {self.metric}={value:.6g}" if isinstance(value, (int, float)) else ""
+            error = f" error={trial.error_text.splitlines()[0]}" if trial.error_text else ""
             print(f"Trial {trial.trial_id} {trial.status}: iter={trial.iteration}{shown} "
-                  f"config={_short(trial.config)}", flush=True)
+                  f"config={_short(trial.config)}{error}", flush=True)
 
     def maybe_print(self, trials: list) -> None:
         if not self.verbose or not self.tty or time.monotonic() - self.last < self.interval:
