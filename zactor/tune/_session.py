@@ -2,14 +2,15 @@
 
 The function runs in a thread of the trial's actor. ``report`` saves the checkpoint into
 the trial's directory (under a staging name, then renamed: never half written), hands the
-result to the tuner through the actor, and waits for the tuner's decision: go on, or stop
-(the function is then unwound by ``_StopTrial``, which the actor catches).
+result to the tuner through the actor, and goes on while the tuner has decided on all but
+``AHEAD`` of its results (so that the function and the tuner work at the same time, and
+results travel in batches); a trial the tuner stops is unwound at its next report by
+``_StopTrial``, which the actor catches.
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import shutil
 import threading
 from typing import Any
@@ -21,15 +22,47 @@ class _StopTrial(BaseException):  # noqa: N818 - a signal, not an error
     """Raised in the trial's function by ``report`` when the tuner stops the trial."""
 
 
+#: How many results a function may make before the tuner has decided on them (so that
+#: the function goes on while results travel); a trial stopped after result k may have
+#: made up to this many more, which are dropped.
+AHEAD = 4
+
+
 class _TrialSession:
     def __init__(self, trial_id: str, trial_dir: str, checkpoint: Checkpoint | None,
                  iteration: int) -> None:
         self.trial_id, self.trial_dir = trial_id, trial_dir
         self.checkpoint = checkpoint
         self.iteration = iteration  # results reported so far, restarts included
-        self.results: queue.Queue = queue.Queue()  # to the tuner
-        self.decisions: queue.Queue = queue.Queue()  # from the tuner
-        self.lock = threading.Lock()
+        self.cond = threading.Condition()
+        self.buffer: list[tuple] = []  # ("result", metrics, path) / ("done"|"error", ...)
+        self.produced = 0  # results made
+        self.delivered = 0  # results handed to the tuner
+        self.decided = 0  # results the tuner has decided on (all: go on)
+        self.stopped = False
+
+    def put(self, item: tuple) -> None:
+        with self.cond:
+            self.buffer.append(item)
+            self.cond.notify_all()
+
+    def take(self, decided: bool) -> list[tuple]:
+        """For the tuner: the items made since the last take (waiting for one); with
+        ``decided``, the results handed out before were all let go on."""
+        with self.cond:
+            if decided:
+                self.decided = self.delivered
+                self.cond.notify_all()
+            while not self.buffer:
+                self.cond.wait()
+            batch, self.buffer = self.buffer, []
+            self.delivered += sum(1 for item in batch if item[0] == "result")
+            return batch
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()
 
     def save(self, local_dir: str) -> str:
         """``local_dir``'s files as the trial's checkpoint for this iteration."""
@@ -69,9 +102,20 @@ def report(metrics: dict[str, Any], *, checkpoint: Checkpoint | None = None) -> 
         with checkpoint.as_directory() as local:
             path = session.save(local)
         session.checkpoint = Checkpoint(path)
-    session.results.put(("result", dict(metrics), path))
-    if session.decisions.get() == "STOP":
-        raise _StopTrial()
+    with session.cond:
+        if session.stopped:
+            raise _StopTrial()
+        session.buffer.append(("result", dict(metrics), path))
+        session.produced += 1
+        session.cond.notify_all()
+        # A result with a checkpoint waits until the tuner has it, so a trial that dies
+        # later resumes from that checkpoint: only results after it can be lost, and those
+        # are made again from it anyway.
+        ahead = 0 if path is not None else AHEAD
+        while not session.stopped and session.produced - session.decided > ahead:
+            session.cond.wait()
+        if session.stopped:
+            raise _StopTrial()
 
 
 def get_checkpoint() -> Checkpoint | None:

@@ -1,10 +1,10 @@
 """A trial slot: a warm, supervised actor that runs one trial after another.
 
 The tuner keeps one slot per trial that may run at once, under a ``one_for_one``
-supervisor; a new trial on a slot costs one actor call, not a process start. ``start``
-begins a trial; each ``next(decision)`` gives the tuner the trial's next result (after
-handing the function the decision on the previous one), ``("done", None, None)`` when it
-has ended, or ``("error", exc, traceback)``.
+supervisor; a new trial on a slot costs one actor call, not a process start. ``begin``
+starts a trial; each ``next(decision)`` gives the tuner the trial's results made since the
+last call, then ``("done", None, None)`` when it has ended, or ``("error", exc,
+traceback)``.
 """
 
 from __future__ import annotations
@@ -53,32 +53,31 @@ class _TrialSlot:
                 out = trainable(config)
                 if isinstance(out, dict):  # a function may return its last result
                     session.iteration += 1
-                    session.results.put(("result", out, None))
-                    session.decisions.get()
-                session.results.put(("done", None, None))
+                    session.put(("result", out, None))
+                session.put(("done", None, None))
             except _session._StopTrial:
-                session.results.put(("done", None, None))
+                session.put(("done", None, None))
             except BaseException as exc:  # noqa: BLE001 - it goes to the tuner
-                session.results.put(("error", _picklable(exc), traceback.format_exc()))
+                session.put(("error", _picklable(exc), traceback.format_exc()))
 
         self.thread = threading.Thread(target=main, daemon=True, name="zactor-trial")
         self.thread.start()
         return True
 
-    def begin(self, *args) -> tuple:
+    def begin(self, *args) -> list[tuple]:
         """``start`` a trial, and its first answer (one call: a threaded actor would run
         two calls at once)."""
         self.start(*args)
         return self.next(None)
 
-    def next(self, decision: str | None) -> tuple:
-        session = self.session
+    def next(self, decision: str | None) -> list[tuple]:
+        """The trial's items since the last call: ``("result", metrics, checkpoint
+        path)``, then ``("done", None, None)`` or ``("error", exc, traceback)`` at the end;
+        ``decision`` ("CONTINUE") lets the function go on past the results handed out."""
         if self.instance is not None:
-            return self._step(decision)
-        if self.started:
-            session.decisions.put(decision or "CONTINUE")
-        self.started = True
-        return session.results.get()
+            return [self._step(decision)]
+        decided, self.started = self.started, True
+        return self.session.take(decided)
 
     def _step(self, decision: str | None) -> tuple:
         instance, session = self.instance, self.session
@@ -121,7 +120,7 @@ class _TrialSlot:
             finally:
                 self.instance = None
         if self.thread is not None and self.thread.is_alive() and self.session is not None:
-            self.session.decisions.put("STOP")
+            self.session.stop()
             self.thread.join(timeout=10)
         self.thread = None
         _session._set_session(None)

@@ -386,32 +386,32 @@ class _Experiment:
         """What the slot's answer means; the next call to wait for on this slot, if any."""
         slot = slots[i]
         try:
-            kind, value, extra = zactor.get(ref)
+            batch = zactor.get(ref)
         except ActorError as exc:  # the slot's process died: its supervisor rebuilds it
             self._wait_restart(sup, i)
             return self._failed(trial, exc, "", slot), stop_all
         except Exception as exc:  # noqa: BLE001 - the trainable failed to start
             return self._failed(trial, exc, "", slot), stop_all
-        if kind == "done":
-            self._finish(trial, "TERMINATED")
-            return None, stop_all
-        if kind == "error":
-            follow = self._failed(trial, value, extra, slot)
-            if trial.status == "ERROR" and self.failure.fail_fast:
-                stop_all = True
-            return follow, stop_all
-        result = self._record(trial, value, extra)
-        decision = self._decide(trial, result)
-        if decision == "STOP_ALL":
-            self._finish(trial, "TERMINATED")
-            return None, True
-        if decision == TrialScheduler.STOP:
-            self._finish(trial, "TERMINATED")
-            return None, stop_all
-        if decision == TrialScheduler.PAUSE:
-            follow = self._exploit(trial, slot)
-            if follow is not None:
+        for kind, value, extra in batch:
+            if kind == "done":
+                self._finish(trial, "TERMINATED")
+                return None, stop_all
+            if kind == "error":
+                follow = self._failed(trial, value, extra, slot)
+                if trial.status == "ERROR" and self.failure.fail_fast:
+                    stop_all = True
                 return follow, stop_all
+            decision = self._decide(trial, self._record(trial, value, extra))
+            if decision == "STOP_ALL":
+                self._finish(trial, "TERMINATED")
+                return None, True
+            if decision == TrialScheduler.STOP:  # the results after this one are dropped
+                self._finish(trial, "TERMINATED")
+                return None, stop_all
+            if decision == TrialScheduler.PAUSE:
+                follow = self._exploit(trial, slot)
+                if follow is not None:
+                    return follow, stop_all
         return slot.next.remote("CONTINUE"), stop_all
 
     def _record(self, trial: _Trial, metrics: dict, checkpoint: str | None) -> dict:
