@@ -296,3 +296,50 @@ def test_distributed_xgboost_matches_single_process_accuracy(tmp_path):
     assert distributed > 0.9 and abs(distributed - single) < 0.02
     # the metrics are the whole data set's (allreduced), not one shard's
     assert result.metrics["train-error"] == pytest.approx(1 - distributed, abs=1e-6)
+    from zactor.train.xgboost import XGBoostPredictor
+
+    scored = train.BatchPredictor.from_checkpoint(result.checkpoint, XGBoostPredictor).predict(
+        zd.from_pandas(df.assign(row=range(len(df)))), keep_columns=["row", "y"],
+        batch_size=500)
+    frame = scored.to_pandas().sort_values("row")
+    assert np.allclose(frame["predictions"].to_numpy(), booster.predict(full), atol=1e-6)
+
+
+def test_batch_prediction_matches_the_model_in_plain_torch(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from zactor.train.torch import TorchPredictor
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    ckpt_dir = tmp_path / "ckpt"
+    ckpt_dir.mkdir()
+    torch.save(model.state_dict(), ckpt_dir / "model.pt")
+    checkpoint = train.Checkpoint.from_directory(str(ckpt_dir))
+    x = np.random.default_rng(0).normal(size=(1000, 3)).astype("float32")
+    df = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "id": np.arange(1000)})
+    predictor = train.BatchPredictor.from_checkpoint(
+        checkpoint, TorchPredictor, model=torch.nn.Sequential(
+            torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1)))
+    out = predictor.predict(zd.from_pandas(df).repartition(4), feature_columns=["a", "b", "c"],
+                            keep_columns=["id"], batch_size=128, min_scoring_workers=2)
+    got = out.to_pandas().sort_values("id")
+    with torch.no_grad():
+        expected = model(torch.as_tensor(x)).numpy().reshape(-1)
+    assert got["id"].tolist() == list(range(1000))
+    assert np.allclose(got["predictions"].to_numpy(), expected, atol=1e-6)
+    # the Ray 2.x way: a callable class in an actor pool, the checkpoint as an argument
+    class Scorer:
+        def __init__(self, checkpoint):
+            self.predictor = TorchPredictor.from_checkpoint(checkpoint, model=torch.nn.Sequential(
+                torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1)))
+
+        def __call__(self, batch):
+            return self.predictor.predict(batch[["a", "b", "c"]]).assign(id=batch["id"].values)
+
+    again = zd.from_pandas(df).map_batches(Scorer, batch_format="pandas", concurrency=2,
+                                           fn_constructor_kwargs={"checkpoint": checkpoint})
+    assert np.allclose(again.to_pandas().sort_values("id")["predictions"], expected, atol=1e-6)
+    with pytest.raises(TypeError, match="Predictor class"):
+        train.BatchPredictor.from_checkpoint(checkpoint, object)

@@ -24,13 +24,14 @@ from zactor.train.context import (
     report,
 )
 from zactor.train.exceptions import ControllerError, TrainingFailedError, WorkerGroupError
+from zactor.train.predictor import BatchPredictor, Predictor
 from zactor.train.result import Result
 from zactor.train.trainer import DataParallelTrainer
 
-__all__ = ["Checkpoint", "CheckpointConfig", "ControllerError", "DataParallelTrainer",
-           "FailureConfig", "Result", "RunConfig", "ScalingConfig", "TrainContext",
-           "TrainingFailedError", "WorkerGroupError", "get_checkpoint", "get_context",
-           "get_dataset_shard", "report"]
+__all__ = ["BatchPredictor", "Checkpoint", "CheckpointConfig", "ControllerError",
+           "DataParallelTrainer", "FailureConfig", "Predictor", "Result", "RunConfig",
+           "ScalingConfig", "TrainContext", "TrainingFailedError", "WorkerGroupError",
+           "get_checkpoint", "get_context", "get_dataset_shard", "report"]
 
 
 def __getattr__(name: str):

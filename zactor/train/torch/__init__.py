@@ -26,6 +26,7 @@ from typing import Any
 import zactor
 from zactor.train import context
 from zactor.train._worker_group import Backend, WorkerGroup
+from zactor.train.predictor import Predictor
 from zactor.train.trainer import DataParallelTrainer
 
 
@@ -199,5 +200,57 @@ def enable_reproducibility(seed: int = 0) -> None:
     torch.use_deterministic_algorithms(True)
 
 
-__all__ = ["TorchConfig", "TorchTrainer", "enable_reproducibility", "get_device",
-           "get_devices", "prepare_data_loader", "prepare_model"]
+
+
+class TorchPredictor(Predictor):
+    """Scores batches with a torch model (Ray AIR's ``TorchPredictor``): the features as
+    one float tensor of shape (rows, columns), or the single column's tensor."""
+
+    def __init__(self, model, preprocessor: Any = None, use_gpu: bool = False) -> None:
+        import torch
+
+        self.device = torch.device("cuda", 0) if use_gpu and torch.cuda.is_available() \
+            else torch.device("cpu")
+        self.model = model.to(self.device).eval()
+        self.preprocessor = preprocessor
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint, model=None, use_gpu: bool = False,
+                        filename: str = "model.pt") -> TorchPredictor:
+        """The model saved in ``checkpoint``'s ``model.pt``: a whole module, or a state
+        dict loaded into ``model``."""
+        import torch
+
+        with checkpoint.as_directory() as d:
+            saved = torch.load(os.path.join(d, filename), map_location="cpu",
+                               weights_only=False)
+        if isinstance(saved, torch.nn.Module):
+            model = saved
+        elif model is None:
+            raise ValueError(f"{filename} in the checkpoint holds a state dict: pass the "
+                             "model to load it into (model=...)")
+        else:
+            model.load_state_dict(saved)
+        return cls(model, use_gpu=use_gpu)
+
+    def predict(self, data, dtype: Any = None, **_kwargs):
+        import numpy as np
+        import torch
+
+        if self.preprocessor is not None:
+            data = self.preprocessor.transform_batch(data)
+        values = data.to_numpy() if hasattr(data, "to_numpy") else np.asarray(data)
+        if values.dtype == object:  # a column of arrays
+            values = np.stack(values[:, 0]) if values.shape[1] == 1 else np.stack(
+                [np.concatenate(list(row)) for row in values])
+        tensor = torch.as_tensor(values, dtype=dtype or torch.float32, device=self.device)
+        with torch.no_grad():
+            out = self.model(tensor).cpu().numpy()
+        import pandas as pd
+
+        return pd.DataFrame({"predictions": list(out) if out.ndim > 1 and out.shape[1] > 1
+                             else out.reshape(-1)})
+
+
+__all__ = ["TorchConfig", "TorchPredictor", "TorchTrainer", "enable_reproducibility",
+           "get_device", "get_devices", "prepare_data_loader", "prepare_model"]

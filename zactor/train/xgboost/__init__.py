@@ -29,6 +29,7 @@ from typing import Any
 from zactor.train import context
 from zactor.train._worker_group import Backend, WorkerGroup
 from zactor.train.checkpoint import Checkpoint
+from zactor.train.predictor import Predictor
 from zactor.train.trainer import DataParallelTrainer
 
 log = logging.getLogger(__name__)
@@ -183,4 +184,25 @@ class RayTrainReportCallback(_Callback):
         return model
 
 
-__all__ = ["RayTrainReportCallback", "XGBoostTrainer"]
+class XGBoostPredictor(Predictor):
+    """Scores batches with an ``xgboost.Booster`` (Ray AIR's ``XGBoostPredictor``)."""
+
+    def __init__(self, model, preprocessor: Any = None) -> None:
+        self.model, self.preprocessor = model, preprocessor
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Checkpoint, filename: str = "model.ubj",
+                        **_kwargs) -> XGBoostPredictor:
+        return cls(RayTrainReportCallback.get_model(checkpoint, filename))
+
+    def predict(self, data, **predict_kwargs):
+        import pandas as pd
+        import xgboost
+
+        if self.preprocessor is not None:
+            data = self.preprocessor.transform_batch(data)
+        out = self.model.predict(xgboost.DMatrix(data), **predict_kwargs)
+        return pd.DataFrame({"predictions": list(out) if out.ndim > 1 else out})
+
+
+__all__ = ["RayTrainReportCallback", "XGBoostPredictor", "XGBoostTrainer"]
