@@ -71,13 +71,19 @@ $(DASK_VENV)/.installed-stamp:
 	$(DASK_VENV)/bin/python -m pip install -q 'dask[dataframe]' pyarrow pandas psutil
 	touch $@
 
+# Ray Tune's own dependencies (pydantic for Train V2, tensorboardX...) are in ray[tune].
+$(RAY_VENV)/.tune-stamp: $(RAY_VENV)/.installed-stamp
+	$(RAY_VENV)/bin/python -m pip install -q 'ray[tune]==$(RAY_VERSION)'
+	touch $@
+
 bench: bytecode $(RAY_VENV)/.installed-stamp $(RAY_VENV)/.virtualenv-stamp $(RAY_VENV)/.data-stamp \
-		$(DASK_VENV)/.installed-stamp
+		$(RAY_VENV)/.tune-stamp $(DASK_VENV)/.installed-stamp
 	$(PY) benchmarks/microbench.py --compare --ray-python $(RAY_VENV)/bin/python
 	$(PY) benchmarks/cluster_bench.py --ray-python $(RAY_VENV)/bin/python
 	$(PY) benchmarks/runtime_env_bench.py --ray-python $(RAY_VENV)/bin/python
 	$(PY) benchmarks/data_bench.py --ray-python $(RAY_VENV)/bin/python \
 		--dask-python $(DASK_VENV)/bin/python
+	$(PY) benchmarks/tune_bench.py --ray-python $(RAY_VENV)/bin/python
 
 bench-zactor: bytecode
 	$(PY) benchmarks/microbench.py

@@ -343,3 +343,16 @@ def test_batch_prediction_matches_the_model_in_plain_torch(tmp_path):
     assert np.allclose(again.to_pandas().sort_values("id")["predictions"], expected, atol=1e-6)
     with pytest.raises(TypeError, match="Predictor class"):
         train.BatchPredictor.from_checkpoint(checkpoint, object)
+
+
+def test_the_readme_example_runs():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "examples/train_tune.py"], capture_output=True,
+                         text=True, timeout=150)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("trained: loss 0.0") and "2 checkpoints kept" in lines[0]
+    assert lines[1].startswith("tuned: best x = ")
+    assert lines[2].endswith("[2.0, -3.0] (exactly: 2.0 and -3.0)")
