@@ -20,7 +20,7 @@ from zactor.train import _storage, _worker_group
 torch = pytest.importorskip("torch")
 from zactor.train.torch import TorchTrainer, prepare_data_loader, prepare_model  # noqa: E402
 
-CLUSTER_KWARGS = {"num_cpus": 4}
+CLUSTER_KWARGS = {"num_cpus": 4, "num_gpus": 2}  # declared GPUs: no CUDA here
 pytestmark = [pytest.mark.usefixtures("cluster"), pytest.mark.timeout(180)]
 
 
@@ -136,6 +136,11 @@ def _resuming_loop(config):
         if step == 3 and ctx.get_world_rank() == 1 and config["kill_at_3"]:
             marker = os.path.join(config["dir"], "rank1.pid")
             if not os.path.exists(marker + ".done"):
+                # the controller commits checkpoints as reports arrive: wait for step 2's
+                committed = os.path.join(config["dir"], "killed", "checkpoint_000002")
+                deadline = time.monotonic() + 60
+                while not os.path.exists(committed) and time.monotonic() < deadline:
+                    time.sleep(0.01)
                 with open(marker + ".tmp", "w") as f:
                     f.write(str(os.getpid()))
                 os.rename(marker + ".tmp", marker)
@@ -356,3 +361,25 @@ def test_the_readme_example_runs():
     assert lines[0].startswith("trained: loss 0.0") and "2 checkpoints kept" in lines[0]
     assert lines[1].startswith("tuned: best x = ")
     assert lines[2].endswith("[2.0, -3.0] (exactly: 2.0 and -3.0)")
+
+
+def _gpu_loop(config):
+    from zactor.train.torch import get_device
+
+    rank = train.get_context().get_world_rank()
+    with open(os.path.join(config["out"], f"gpu{rank}"), "w") as f:
+        json.dump({"ids": zactor.get_gpu_ids(), "visible": os.environ["CUDA_VISIBLE_DEVICES"],
+                   "device": str(get_device()),
+                   "backend": torch.distributed.get_backend()}, f)
+    train.report({"rank": rank})
+
+
+def test_use_gpu_gives_each_worker_its_own_gpu(tmp_path):
+    TorchTrainer(_gpu_loop, train_loop_config={"out": str(tmp_path)},
+                 scaling_config=train.ScalingConfig(num_workers=2, use_gpu=True),
+                 run_config=train.RunConfig(storage_path=str(tmp_path))).fit()
+    seen = [json.loads((tmp_path / f"gpu{r}").read_text()) for r in range(2)]
+    assert sorted(s["ids"][0] for s in seen) == [0, 1]
+    assert all(s["visible"] == str(s["ids"][0]) for s in seen)
+    # declared GPUs without CUDA: the CPU, and gloo (NCCL where torch sees CUDA)
+    assert all(s["device"] == "cpu" and s["backend"] == "gloo" for s in seen)

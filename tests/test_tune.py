@@ -109,7 +109,7 @@ def _pbt_trainable(config):
     if ckpt is not None:
         with ckpt.as_directory() as d:
             state = json.loads(open(os.path.join(d, "s.json")).read())
-    while state["step"] < 20:
+    while True:  # a step after every start, so that a restored trial reports again
         state["step"] += 1
         state["value"] += config["lr"]
         with tempfile.TemporaryDirectory() as d:
@@ -117,6 +117,8 @@ def _pbt_trainable(config):
                 json.dump(state, f)
             tune.report({"value": state["value"], "lr": config["lr"]},
                         checkpoint=tune.Checkpoint.from_directory(d))
+        if state["step"] >= 20:
+            return
 
 
 def test_pbt_exploits_better_trials(tmp_path):

@@ -71,7 +71,12 @@ class ArgCache:
             entries.popitem(last=False)
 
     def _reuse(self, core: CoreClient, oid: bytes, ser: Serialized) -> ObjectRef | None:
-        # Held by this process from now on, if it exists and is needed elsewhere too.
+        # Held by this process from now on, if it exists and is needed elsewhere too. This
+        # process's pending ref events go first: a release of its earlier hold, arriving
+        # after the adoption, would take back the hold the adoption just gave (the head
+        # counts one hold per process), and the object could be freed under a task that is
+        # about to be sent with it.
+        core.flush_refs()
         answer = core.request("adopt", oid)
         if answer is None:
             return None
