@@ -228,21 +228,32 @@ def test_a_failed_trial_is_retried_from_its_checkpoint(tmp_path, how):
 
 
 def _trial_with_a_trainer(config):
-    def loop(cfg):
-        train.report({"scaled": cfg["x"] * train.get_context().get_world_size()})
+    from zactor.tune.integration.ray_train import TuneReportCallback
 
-    result = train.DataParallelTrainer(
+    def loop(cfg):
+        for step in range(3):
+            train.report({"scaled": cfg["x"] * train.get_context().get_world_size(),
+                          "step": step})
+
+    train.DataParallelTrainer(
         loop, train_loop_config=config, scaling_config=train.ScalingConfig(num_workers=2),
-        run_config=train.RunConfig(storage_path=config["dir"])).fit()
-    tune.report(result.metrics)
+        run_config=train.RunConfig(storage_path=config["dir"],
+                                   callbacks=[TuneReportCallback()])).fit()
 
 
 def test_a_trainer_runs_inside_a_trial(tmp_path):
+    # Ray 2.60's way: the trial is the trainer's driver (it holds no CPU of its own here),
+    # the trainer places its workers, and TuneReportCallback reports each step to the trial
     grid = _run(tmp_path, tune.with_resources(_trial_with_a_trainer, {"CPU": 0}),
                 "nested", param_space={"x": tune.grid_search([1, 2]),
                                        "dir": str(tmp_path / "runs")},
                 tune_config=tune.TuneConfig(max_concurrent_trials=1))
     assert sorted(r.metrics["scaled"] for r in grid) == [2, 4]
+    assert all(r.metrics["training_iteration"] == 3 and r.metrics["step"] == 2 for r in grid)
+    from zactor.tune.integration.ray_train import TuneReportCallback
+
+    with pytest.raises(RuntimeError, match="Tune trial"):
+        TuneReportCallback()
 
 
 def test_stop_criteria_and_time_budget(tmp_path):

@@ -162,7 +162,7 @@ class DataParallelTrainer:
             starts.append(worker.start.remote(self.train_loop_per_worker,
                                               self.train_loop_config, session, backend, info))
         self._gather(starts, "start")
-        self._follow(group, manager, attempt, state)
+        self._follow(group, manager, attempt, state, self.run_config.callbacks or [])
 
     @staticmethod
     def _gather(refs: list, what: str) -> list:
@@ -178,8 +178,9 @@ class DataParallelTrainer:
 
     @staticmethod
     def _follow(group: WorkerGroup, manager: CheckpointManager, attempt: int,
-                state: dict) -> None:
-        """Poll the workers until every one has finished; commit each step's checkpoint."""
+                state: dict, callbacks: list) -> None:
+        """Poll the workers until every one has finished; commit each step's checkpoint and
+        tell the callbacks (``after_report``, as Ray's ``UserCallback``s)."""
         n = group.n
         polls = {group.workers[r].poll.remote(1.0): r for r in range(n)}
         done = [False] * n
@@ -208,9 +209,14 @@ class DataParallelTrainer:
                 del steps[index]
                 metrics = step[0]["metrics"]
                 state["metrics"] = metrics
+                ckpt = None
                 if any(r["checkpoint"] for r in step.values()):
-                    manager.register(attempt, index, metrics)
+                    ckpt = manager.register(attempt, index, metrics)
                     state["checkpointed"] = metrics
+                for callback in callbacks:
+                    if hasattr(callback, "after_report"):
+                        callback.after_report(None, [step[r]["metrics"] for r in range(n)],
+                                              ckpt)
             if failures:
                 raise _WorkersFailed(failures)
         if steps:

@@ -1,0 +1,1 @@
+"""Integrations of zactor.tune with other libraries (Ray's ``ray.tune.integration``)."""
