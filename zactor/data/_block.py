@@ -108,8 +108,12 @@ def compact(table: pa.Table) -> pa.Table:
     for i, column in enumerate(table.columns):
         held = sum(b.size for chunk in column.chunks for b in chunk.buffers() if b is not None)
         if column.num_chunks and held > 2 * column.nbytes + 65536:
+            try:
+                joined = pa.concat_arrays(column.chunks)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue  # a type pyarrow cannot concatenate: pickled as it is
             columns = columns or list(table.columns)
-            columns[i] = pa.chunked_array([pa.concat_arrays(column.chunks)], type=column.type)
+            columns[i] = pa.chunked_array([joined], type=column.type)
     return table if columns is None else pa.Table.from_arrays(columns, schema=table.schema)
 
 

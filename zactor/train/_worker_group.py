@@ -158,9 +158,14 @@ class WorkerGroup:
             for i in range(self.n)]
         # The controller counts failures against FailureConfig: the supervisor restarts
         # whenever asked, however often.
-        self.supervisor = supervision.start(
-            children, name=f"train-{name}-{uuid.uuid4().hex[:8]}", strategy="one_for_all",
-            max_restarts=1_000_000, period=1.0, backoff_initial=0.0)
+        try:
+            self.supervisor = supervision.start(
+                children, name=f"train-{name}-{uuid.uuid4().hex[:8]}",
+                strategy="one_for_all", max_restarts=1_000_000, period=1.0,
+                backoff_initial=0.0)
+        except BaseException:
+            remove_placement_group(self.pg)
+            raise
         self.workers = [self.supervisor.child(f"rank-{i}") for i in range(self.n)]
         self.placement = self._places()
 
