@@ -172,8 +172,16 @@ def test_stopping_a_job_during_its_setup_ends_pip_too(client, tmp_path):
 
     job_id, gate = gated_job(client, tmp_path, "stopped")
     pid = client.get_job_info(job_id).driver_pid
+
+    def pip_runs() -> bool:  # the setup logs its pip command just before it starts pip
+        group = [p for p in psutil.process_iter() if _pgid(p.pid) == pid]
+        try:
+            return any("pip" in " ".join(p.cmdline()) for p in group if p.is_running())
+        except psutil.Error:
+            return False
+
+    wait_until(pip_runs, timeout=30, message="pip to run in the job's process group")
     group = [p for p in psutil.process_iter() if _pgid(p.pid) == pid]
-    assert any("pip" in " ".join(p.cmdline()) for p in group if p.is_running())
     assert client.stop_job(job_id)
     wait_until(lambda: client.get_job_status(job_id) == JobStatus.STOPPED, timeout=30,
                message="the job to stop")

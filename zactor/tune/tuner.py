@@ -300,7 +300,7 @@ class _Experiment:
         self.save_state(force=True)
         return trial
 
-    def _slot_count(self) -> int:
+    def _slot_count(self) -> tuple[int, dict]:
         limit = self.tc.max_concurrent_trials
         sample_config = self.trials[0].config if self.trials else {}
         res = trial_resources(self.tuner.trainable, sample_config)

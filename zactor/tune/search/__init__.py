@@ -61,6 +61,7 @@ class BasicVariantGenerator(Searcher):
         self.space: dict = {}
         self.num_samples = 1
         self._queue: list[dict] | None = None
+        self._passes = 0
         self._live: set[str] = set()
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
@@ -75,8 +76,9 @@ class BasicVariantGenerator(Searcher):
     def suggest(self, trial_id: str) -> dict | str | None:
         if self._queue is None:
             self._queue = [resolve(_merge(self.space, p), self.rng) for p in self.points]
-            for _ in range(self.num_samples):
-                self._queue.extend(variants(self.space, self.rng))
+        if not self._queue and self._passes < self.num_samples:
+            self._queue = variants(self.space, self.rng)  # one pass at a time (-1: forever)
+            self._passes += 1
         if not self._queue:
             return Searcher.FINISHED
         if self.max_concurrent and len(self._live) >= self.max_concurrent:
@@ -88,10 +90,10 @@ class BasicVariantGenerator(Searcher):
         self._live.discard(trial_id)
 
     def get_state(self) -> dict:
-        return {"queue": self._queue, "rng": self.rng.getstate()}
+        return {"queue": self._queue, "passes": self._passes, "rng": self.rng.getstate()}
 
     def set_state(self, state: dict) -> None:
-        self._queue = state["queue"]
+        self._queue, self._passes = state["queue"], state["passes"]
         self.rng.setstate(_tuples(state["rng"]))
 
 
