@@ -339,3 +339,23 @@ def test_restore_after_the_driver_is_sigkilled(tmp_path):
     # finished trials stay finished (start 0); the others resume after their step-2
     # checkpoint
     assert rows == [[0, 5, 0], [1, 5, 0], [2, 5, 2], [3, 5, 2]]
+
+
+def _slow_after_first(config):
+    tune.report({"n": 1, "x": config["x"], "pid": os.getpid()})
+    if config["x"] == 0:
+        time.sleep(120)  # stopped meanwhile: its slot's process goes, not the next trial
+    tune.report({"n": 2, "x": config["x"], "pid": os.getpid()})
+
+
+def test_a_stopped_trial_stuck_in_its_function_never_runs_beside_the_next(tmp_path):
+    started = time.monotonic()
+    grid = _run(tmp_path, _slow_after_first, "stuck",
+                param_space={"x": tune.grid_search([0, 1])},
+                tune_config=tune.TuneConfig(max_concurrent_trials=1),
+                run={"stop": lambda trial_id, result: result["x"] == 0})
+    assert time.monotonic() - started < 60
+    by_x = {r.config["x"]: r.metrics for r in grid}
+    assert by_x[0]["n"] == 1 and by_x[1]["n"] == 2
+    # one slot: the next trial ran in a new process, the stuck one's having been ended
+    assert by_x[0]["pid"] != by_x[1]["pid"]

@@ -112,19 +112,23 @@ class _TrialSlot:
         ckpt = self.session.checkpoint if self.session else None
         return ckpt.path if ckpt else None
 
-    def stop(self) -> bool:
-        """End the current trial (its function is unwound at its next report)."""
+    def stop(self, grace_s: float = 10.0) -> bool:
+        """End the current trial: its function is unwound at its next report. False if it
+        did not get there within ``grace_s`` (the tuner then ends this process, so that no
+        old trial runs beside the next one)."""
         if self.instance is not None:
             try:
                 self.instance.cleanup()
             finally:
                 self.instance = None
+        ended = True
         if self.thread is not None and self.thread.is_alive() and self.session is not None:
             self.session.stop()
-            self.thread.join(timeout=10)
+            self.thread.join(timeout=grace_s)
+            ended = not self.thread.is_alive()
         self.thread = None
         _session._set_session(None)
-        return True
+        return ended
 
     def exit(self) -> None:
         os._exit(1)

@@ -45,6 +45,9 @@ SEARCHER_FILE = "searcher.pkl"
 #: Results are saved to the experiment state at most this often (status changes and
 #: checkpoints at once).
 STATE_SAVE_INTERVAL_S = 0.5
+#: How long a stopped trial's function may take to reach its next report; past that, its
+#: slot's process is ended and restarted, so that it never runs beside the next trial.
+STOP_GRACE_S = 2.0
 
 
 @dataclass
@@ -333,7 +336,7 @@ class _Experiment:
             name=f"tune-{self.exp_id}-{uuid.uuid4().hex[:6]}", strategy="one_for_one",
             max_restarts=1_000_000, period=1.0, backoff_initial=0.0)
         slots = [sup.child(f"slot-{i}") for i in range(n)]
-        self.slot_restarts = [0] * n
+        self.sup, self.slots, self.slot_restarts = sup, slots, [0] * n
         free = list(range(n))
         running: dict[Any, tuple[_Trial, int]] = {}
         stop_all = False
@@ -402,14 +405,13 @@ class _Experiment:
                     stop_all = True
                 return follow, stop_all
             decision = self._decide(trial, self._record(trial, value, extra))
-            if decision == "STOP_ALL":
+            if decision in ("STOP_ALL", TrialScheduler.STOP):
+                # the results after this one are dropped
                 self._finish(trial, "TERMINATED")
-                return None, True
-            if decision == TrialScheduler.STOP:  # the results after this one are dropped
-                self._finish(trial, "TERMINATED")
-                return None, stop_all
+                self._stop_on(i)
+                return None, stop_all or decision == "STOP_ALL"
             if decision == TrialScheduler.PAUSE:
-                follow = self._exploit(trial, slot)
+                follow = self._exploit(trial, i)
                 if follow is not None:
                     return follow, stop_all
         return slot.next.remote("CONTINUE"), stop_all
@@ -477,8 +479,21 @@ class _Experiment:
                 return TrialScheduler.STOP
         return self.scheduler.on_trial_result(trial, result)
 
-    def _exploit(self, trial: _Trial, slot):
+    def _stop_on(self, i: int) -> None:
+        """End the trial running on slot ``i``; a function that does not reach its next
+        report within STOP_GRACE_S goes with its process (the supervisor rebuilds it)."""
+        slot = self.slots[i]
+        try:
+            ended = zactor.get(slot.stop.remote(STOP_GRACE_S))
+        except ActorError:
+            ended = False
+        if not ended:
+            slot.exit.remote()
+            self._wait_restart(self.sup, i)
+
+    def _exploit(self, trial: _Trial, i: int):
         """PBT: restart ``trial`` from a better trial's checkpoint with a new config."""
+        slot = self.slots[i]
         choice = self.scheduler.exploit(trial, self.trials)
         if choice is None:
             if trial.checkpoint is None and is_class_trainable(self.tuner.trainable):
@@ -494,7 +509,8 @@ class _Experiment:
         trial.checkpoint_iteration = trial.iteration
         trial._exploited = getattr(trial, "_exploited", 0) + 1
         self.save_state(force=True)
-        return self._begin(slot, trial)
+        self._stop_on(i)
+        return self._begin(self.slots[i], trial)
 
     def _save_now(self, trial: _Trial, slot) -> None:
         path = zactor.get(slot.save.remote())
