@@ -3,11 +3,13 @@ one whose launches fail, one whose nodes never join. Imported by the head proces
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
 
 from zactor.autoscaler import Launch, NodeProvider
+from zactor.autoscaler._local import LocalNodeProvider
 
 
 class FailingProvider(NodeProvider):
@@ -63,3 +65,12 @@ class ExitingProvider(SilentProvider):
 
     def non_terminated_nodes(self) -> list[str]:
         return [i for i, p in self.procs.items() if p.poll() is None]
+
+
+class CrashingLocalProvider(LocalNodeProvider):
+    """The local provider, starting an "agent" that prints a reason and exits at once."""
+
+    def create_node(self, launch: Launch) -> str:
+        crash = dataclasses.replace(launch, command=[
+            "sh", "-c", "echo 'agent exploded: no such device' >&2; exit 3"])
+        return super().create_node(crash)

@@ -180,6 +180,24 @@ def test_a_node_that_ends_before_joining_fails_at_once(tmp_path):
         cluster.shutdown()
 
 
+def test_a_failed_launch_says_how_its_agent_ended(tmp_path):
+    config = write_config(tmp_path / "scale.yaml", min_workers=1, type="external",
+                          module="scaling_providers.CrashingLocalProvider",
+                          node_launch_timeout_s=600, launch_backoff_s=0.5)
+    cluster = Cluster(initialize_head=True, env={"PYTHONPATH": TESTS},
+                      head_node_args={"num_cpus": 1, "autoscaling_config": config})
+    try:
+        cluster.connect()
+        wait_until(lambda: status()["autoscaler"]["failed_launches"] >= 1, timeout=20,
+                   message="the crashed launch given up on")
+        error = status()["autoscaler"]["recent_failures"][0]["error"]
+        assert "ended before it joined" in error
+        assert "its output ends:\nagent exploded: no such device" in error
+    finally:
+        zactor.shutdown()
+        cluster.shutdown()
+
+
 def test_bad_configs_are_refused_clearly():
     good = {"available_node_types": {"a": {"resources": {"CPU": 1}}}}
     assert _config.validate(good)["idle_timeout_s"] == 300.0
@@ -218,8 +236,8 @@ def test_a_hung_node_the_local_provider_kills_leaves_no_files():
     from zactor.autoscaler.node_provider import Launch
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    provider = LocalNodeProvider({}, "test")
     try:
-        provider = LocalNodeProvider({}, "test")
         command = [sys.executable, "-m", "zactor_cli.main", "worker", "--address",
                    cluster.address, "--num-cpus", "1"]
         node_id = provider.create_node(Launch("hung", "t", {"CPU": 1}, {}, command,
@@ -234,4 +252,6 @@ def test_a_hung_node_the_local_provider_kills_leaves_no_files():
         assert not os.path.exists(record["session_dir"])
         assert _registry.record_of(_registry.NODES, pid) is None
     finally:
+        provider.shutdown()  # and the directory of its agents' logs
         cluster.shutdown()
+    assert not os.path.exists(provider.log_dir)

@@ -169,6 +169,13 @@ class Autoscaler:
             self.pool.submit(survey)
 
     def _launch_failed(self, managed: Managed, why: str) -> None:
+        if managed.provider_id is not None:
+            try:
+                tail = self.provider.log_tail(managed.provider_id)
+            except Exception as exc:  # noqa: BLE001 - the reason stands without the log
+                tail = f"(its log could not be read: {exc})"
+            if tail:
+                why = f"{why}; its output ends:\n{tail}"
         self.failed_launches += 1
         kind = managed.node_type
         _, delay = self.backoff.get(kind, (0.0, 0.0))

@@ -5,8 +5,10 @@ one large machine into several nodes)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 
 from zactor import _registry
@@ -21,24 +23,37 @@ class LocalNodeProvider(NodeProvider):
     def __init__(self, provider_config: dict, cluster_name: str) -> None:
         super().__init__(provider_config, cluster_name)
         self.procs: dict[str, subprocess.Popen] = {}
+        self.logs: dict[str, str] = {}
+        # Each agent's output goes to a file: log_dir's, kept, or a directory of our own,
+        # removed with the provider. Either way a launch that fails says how it ended.
         self.log_dir = provider_config.get("log_dir")
+        self._own_log_dir = None
+        if not self.log_dir:
+            self.log_dir = self._own_log_dir = tempfile.mkdtemp(prefix="zactor-nodes-")
 
     def create_node(self, launch: Launch) -> str:
-        log = subprocess.DEVNULL
-        if self.log_dir:
-            log = open(os.path.join(self.log_dir, f"node-{launch.tag}.log"), "ab")  # noqa: SIM115
-        try:
+        path = os.path.join(self.log_dir, f"node-{launch.tag}.log")
+        with open(path, "ab") as log:
             proc = subprocess.Popen(launch.command, env={**os.environ, **launch.env},
                                     stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
-        finally:
-            if log is not subprocess.DEVNULL:
-                log.close()
         node_id = f"local-{proc.pid}"
         self.procs[node_id] = proc
+        self.logs[node_id] = path
         return node_id
 
+    def log_tail(self, node_id: str, lines: int = 20) -> str:
+        path = self.logs.get(node_id)
+        try:
+            with open(path, "rb") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - 64 * 1024))
+                text = f.read().decode("utf-8", "replace")
+        except (OSError, TypeError):
+            return ""
+        return "\n".join(text.strip().splitlines()[-lines:])
+
     def terminate_node(self, node_id: str) -> None:
+        self.logs.pop(node_id, None)
         proc = self.procs.pop(node_id, None)
         if proc is None:
             return
@@ -69,3 +84,5 @@ class LocalNodeProvider(NodeProvider):
     def shutdown(self) -> None:
         for node_id in list(self.procs):
             self.terminate_node(node_id)
+        if self._own_log_dir:
+            shutil.rmtree(self._own_log_dir, ignore_errors=True)

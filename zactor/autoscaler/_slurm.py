@@ -67,6 +67,16 @@ class SlurmNodeProvider(NodeProvider):
         self.jobs.add(job_id)
         return job_id
 
+    def log_tail(self, node_id: str, lines: int = 20) -> str:
+        log_dir = self.provider_config.get("log_dir")
+        if not log_dir:
+            return ""
+        try:
+            with open(os.path.join(log_dir, f"slurm-{node_id}.log"), errors="replace") as f:
+                return "\n".join(f.read().strip().splitlines()[-lines:])
+        except OSError:
+            return ""
+
     def terminate_node(self, node_id: str) -> None:
         self.jobs.discard(node_id)
         self._run(["scancel", node_id])

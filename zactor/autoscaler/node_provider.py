@@ -51,6 +51,11 @@ class NodeProvider:
         """The ids of the nodes this provider started that still run (or are starting)."""
         raise NotImplementedError
 
+    def log_tail(self, node_id: str, lines: int = 20) -> str:
+        """The end of the node's output, if the provider keeps it ("" if not): the
+        autoscaler adds it to the reason a launch failed."""
+        return ""
+
     def shutdown(self) -> None:
         """The cluster stops: stop every node this provider started."""
         for node_id in self.non_terminated_nodes():
