@@ -275,10 +275,6 @@ class Dataset:
     def iter_internal_ref_bundles(self) -> Iterator[tuple]:
         return self._execute()
 
-    def _blocks(self) -> Iterator[pa.Table]:
-        for ref, _meta in self._execute():
-            yield zactor.get(ref)
-
     # -- consuming -----------------------------------------------------------------------
 
     def iterator(self) -> DataIterator:
@@ -344,7 +340,8 @@ class Dataset:
     def to_pandas(self, limit: int | None = None):
         import pandas as pd
 
-        blocks = list(self._blocks()) if limit is None else list(self.limit(limit)._blocks())
+        ds = self if limit is None else self.limit(limit)
+        blocks = list(ds.iterator()._blocks())
         table = _block.concat(blocks)
         return table.to_pandas() if table.num_columns else pd.DataFrame()
 

@@ -161,20 +161,20 @@ class DataParallelTrainer:
                 extra={"gpu_ids": place["gpu_ids"]})
             starts.append(worker.start.remote(self.train_loop_per_worker,
                                               self.train_loop_config, session, backend, info))
-        self._gather(starts, "start")
+        self._started(starts)
         self._follow(group, manager, attempt, state, self.run_config.callbacks or [])
 
     @staticmethod
-    def _gather(refs: list, what: str) -> list:
-        out, failures = [], {}
+    def _started(refs: list) -> None:
+        """Wait for every worker's ``start``; the ranks whose process died fail the run."""
+        failures = {}
         for rank, ref in enumerate(refs):
             try:
-                out.append(zactor.get(ref))
+                zactor.get(ref)
             except ActorError as exc:
                 failures[rank] = (exc, "")
         if failures:
             raise _WorkersFailed(failures)
-        return out
 
     @staticmethod
     def _follow(group: WorkerGroup, manager: CheckpointManager, attempt: int,

@@ -507,7 +507,6 @@ class _Experiment:
                  donor.trial_id, config)
         trial.config, trial.checkpoint = config, target
         trial.checkpoint_iteration = trial.iteration
-        trial._exploited = getattr(trial, "_exploited", 0) + 1
         self.save_state(force=True)
         self._stop_on(i)
         return self._begin(self.slots[i], trial)
