@@ -67,6 +67,7 @@ _WHERE = {
     "data": "zactor.data",
     "train": "zactor.train",
     "tune": "zactor.tune",
+    "serve": "zactor.serve",
     "util": "zactor.util",
     "cloudpickle": "cloudpickle",  # Ray re-exports the cloudpickle it uses: so do we
 }
@@ -99,6 +100,7 @@ __all__ = [
     "remote_function",
     "runtime_context",
     "runtime_env",
+    "serve",
     "shutdown",
     "train",
     "tune",

@@ -137,6 +137,17 @@ class Supervisor:
         ``restarts``, ``restart`` type."""
         return _api.get(self.handle.which_children.remote())
 
+    def start_child(self, spec: ChildSpec | SupervisorSpec) -> ActorHandle:
+        """Add a child to the running supervisor (OTP's ``supervisor:start_child``) and return
+        its handle once it is constructed; a constructor that raises leaves no child behind and
+        raises here. Its name must be new among the children."""
+        return _api.get(self.handle.start_child.remote(spec))
+
+    def terminate_child(self, name: str) -> None:
+        """Stop a child for good and forget it (OTP's ``terminate_child`` then
+        ``delete_child``): it is not restarted, and its name may be used again."""
+        _api.get(self.handle.terminate_child.remote(name))
+
     def stop(self) -> None:
         """Stop every child, then the supervisor."""
         try:
@@ -185,6 +196,35 @@ class _SupervisorCore:
                                                                          **spec.kwargs)
         return _Child(spec, handle)
 
+    def start_child(self, spec: ChildSpec | SupervisorSpec) -> ActorHandle:
+        if isinstance(spec, SupervisorSpec):
+            _validate(spec)
+        with self.lock:
+            if any(c.spec.name == spec.name for c in self.children):
+                raise ValueError(f"supervisor {self.path} already has a child {spec.name!r}")
+            child = self._start(spec)
+            self.children.append(child)
+        try:
+            _api.get(child.handle.ready.remote() if isinstance(spec, SupervisorSpec)
+                     else child.handle.__ray_ready__.remote())
+        except BaseException:
+            self.terminate_child(spec.name)
+            raise
+        threading.Thread(target=self._watch, args=(child,), daemon=True,
+                         name=f"zactor-watch-{spec.name}").start()
+        return child.handle
+
+    def terminate_child(self, name: str) -> None:
+        with self.lock:
+            for child in self.children:
+                if child.spec.name == name:
+                    break
+            else:
+                raise KeyError(f"supervisor {self.path} has no child {name!r}")
+            self.children.remove(child)
+            child.removed = True
+        _api.kill(child.handle)
+
     def _watch(self, child: _Child) -> None:
         while not self.stopping and not child.removed:
             try:
@@ -202,6 +242,8 @@ class _SupervisorCore:
 
     def _child_exited(self, child: _Child, how: str) -> None:
         with self.lock:
+            if child.removed:  # terminated on purpose while it was going down
+                return
             normal = how == "exited with code 0"
             kind = child.spec.restart
             if kind == "temporary" or (kind == "transient" and normal):
@@ -237,7 +279,7 @@ class _SupervisorCore:
 
     def _stop_children(self) -> None:
         self.stopping = True
-        for child in reversed(self.children):  # stop in reverse start order, as OTP does
+        for child in reversed(list(self.children)):  # reverse start order, as OTP does
             child.removed = True
             _api.kill(child.handle)
         self.core.request("stats")  # the head has handled the kills once it answers
@@ -269,6 +311,13 @@ class _SupervisorActor:
                         "restart": c.spec.restart,
                         "supervisor": isinstance(c.spec, SupervisorSpec)})
         return out
+
+    def start_child(self, spec: ChildSpec | SupervisorSpec) -> ActorHandle:
+        return self._core.start_child(spec)
+
+    def terminate_child(self, name: str) -> bool:
+        self._core.terminate_child(name)
+        return True
 
     def stop(self) -> bool:
         self._core._stop_children()
