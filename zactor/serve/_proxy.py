@@ -119,6 +119,8 @@ class Proxy:
         async def routes(request):
             return JSONResponse({p: a for p, a, _ in self.routes})
 
+        timeout = self.http.request_timeout_s
+
         async def forward(request):
             start = time.perf_counter()
             scope = request.scope
@@ -137,10 +139,16 @@ class Proxy:
                                                    body), {})
                 self.routers[app].submit(req)
                 try:
-                    status, headers, out, tag = await asyncio.wrap_future(req.result)
+                    status, headers, out, tag = await asyncio.wait_for(
+                        asyncio.wrap_future(req.result), timeout) if timeout else \
+                        await asyncio.wrap_future(req.result)
                     response = Response(out, status_code=status)
                     response.raw_headers = [h for h in headers if h[0] != b"content-length"] \
                         + [(b"content-length", str(len(out)).encode())]
+                except asyncio.TimeoutError:
+                    status = 408
+                    response = PlainTextResponse(
+                        f"Request timed out after {timeout} s (request_timeout_s)", 408)
                 except BackPressureError as exc:
                     status, response = 503, PlainTextResponse(str(exc), status_code=503)
                 except DeploymentUnavailableError as exc:

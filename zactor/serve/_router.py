@@ -244,6 +244,9 @@ class _Metrics:
                         router.controller.record_handle_metrics.remote(
                             router.app, router.deployment, router.id, load)
                     except Exception:  # noqa: BLE001 - shutting down
+                        with self.lock:
+                            self.routers.clear()
+                            self.thread = None
                         return
                 last[router.id] = load
 
