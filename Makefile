@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,data,train]'
+	$(PY) -m pip install -q -e '.[test,data,train,serve]'
 	touch $(STAMP)
 
 # An editable install is not byte-compiled as a regular one is, and where
@@ -76,14 +76,28 @@ $(RAY_VENV)/.tune-stamp: $(RAY_VENV)/.installed-stamp
 	$(RAY_VENV)/bin/python -m pip install -q 'ray[tune]==$(RAY_VERSION)'
 	touch $@
 
+# Ray Serve's HTTP proxy (uvicorn, starlette, fastapi...) is in ray[serve].
+$(RAY_VENV)/.serve-stamp: $(RAY_VENV)/.installed-stamp
+	$(RAY_VENV)/bin/python -m pip install -q 'ray[serve]==$(RAY_VERSION)'
+	touch $@
+
+# The serve benchmark's HTTP load generator, wrk; as root, install it when missing (the HTTP
+# rows then fall back to the benchmark's own Python client). Does nothing once wrk is there.
+.PHONY: bench-tools
+bench-tools:
+	@command -v wrk >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq wrk >/dev/null) || \
+		echo "could not install wrk: serve_bench.py's HTTP rows use its Python client" >&2
+
 bench: bytecode $(RAY_VENV)/.installed-stamp $(RAY_VENV)/.virtualenv-stamp $(RAY_VENV)/.data-stamp \
-		$(RAY_VENV)/.tune-stamp $(DASK_VENV)/.installed-stamp
+		$(RAY_VENV)/.tune-stamp $(RAY_VENV)/.serve-stamp $(DASK_VENV)/.installed-stamp bench-tools
 	$(PY) benchmarks/microbench.py --compare --ray-python $(RAY_VENV)/bin/python
 	$(PY) benchmarks/cluster_bench.py --ray-python $(RAY_VENV)/bin/python
 	$(PY) benchmarks/runtime_env_bench.py --ray-python $(RAY_VENV)/bin/python
 	$(PY) benchmarks/data_bench.py --ray-python $(RAY_VENV)/bin/python \
 		--dask-python $(DASK_VENV)/bin/python
 	$(PY) benchmarks/tune_bench.py --ray-python $(RAY_VENV)/bin/python
+	$(PY) benchmarks/serve_bench.py --ray-python $(RAY_VENV)/bin/python
 
 bench-zactor: bytecode
 	$(PY) benchmarks/microbench.py

@@ -26,3 +26,18 @@ def test_microbench_quick_run_reports_every_requested_row(tmp_path):
     assert not data["errors"], data["errors"]
     for row in rows:
         assert data["results"][row] > 0, row
+
+
+@pytest.mark.timeout(240)
+def test_serve_bench_quick_run_reports_every_row(tmp_path):
+    out = tmp_path / "serve.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "serve_bench.py"), "--quick",
+         "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=230)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert not data["errors"], data["errors"]
+    for row in ("http_c1", "http_c8", "http_c32", "handle_seq", "handle_c32"):
+        for metric in ("rps", "p50_ms", "p99_ms"):
+            assert data["results"]["zactor"][f"{row}_{metric}"] > 0, (row, metric)

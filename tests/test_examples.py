@@ -25,6 +25,7 @@ def _run(args: list[str]) -> str:
     ("supervised_pipeline.py", "OK"),
     ("placement_groups.py", "removed; OK"),
     ("gpus.py", "OK"),
+    ("serve_app.py", "OK"),
 ])
 def test_example_runs(example, expect):
     assert expect in _run([sys.executable, os.path.join("examples", example)])
