@@ -9,11 +9,11 @@ EXPECTED = {
     "__version__", "actor", "available_resources", "cancel", "cloudpickle",
     "cluster_resources", "data", "exceptions", "get", "get_actor", "get_gpu_ids",
     "get_runtime_context", "init", "is_initialized", "kill", "method", "nodes", "put",
-    "remote", "remote_function", "runtime_context", "runtime_env", "shutdown", "train", "tune",
-    "util", "wait",
+    "remote", "remote_function", "runtime_context", "runtime_env", "serve", "shutdown",
+    "train", "tune", "util", "wait",
 }
 MODULES = {"actor", "cloudpickle", "data", "exceptions", "remote_function", "runtime_context",
-           "runtime_env", "train", "tune", "util"}
+           "runtime_env", "serve", "train", "tune", "util"}
 
 
 def test_public_names_are_exactly_the_documented_ones():

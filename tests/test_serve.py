@@ -311,8 +311,9 @@ def test_a_redeploy_under_load_drops_no_request(base):
         _until(lambda: load.total() > seen + 100, what="requests after the redeploy")
     assert load.failed == [], load.failed[:5]
     assert load.ok["v1"] > 0 and load.ok["v2"] > 100
-    st = serve.status().applications["roll"].deployments["Versioned"]
-    assert st.replica_states == {"RUNNING": 2}
+    # the old replicas finish draining, then stop
+    _until(lambda: serve.status().applications["roll"].deployments["Versioned"]
+           .replica_states == {"RUNNING": 2}, what="only the two new replicas")
     serve.delete("roll")
 
 

@@ -147,7 +147,9 @@ class Router:
                 # finds it killed was never started there.
                 retry = slot.retired and isinstance(exc, ActorDiedError) and \
                     "killed" in str(exc)
-        if retry:
+        if req.result.done():  # cancelled meanwhile
+            pass
+        elif retry:
             req.ref = concurrent.futures.Future()
             self.submit(req)
         elif exc is not None:
@@ -165,8 +167,11 @@ class Router:
                 slot = self._choose()
                 if slot is None:
                     break
+                req = self.queue.popleft()
+                if req.result.done():  # cancelled while it waited
+                    continue
                 slot.in_flight += 1
-                ready.append((slot, self.queue.popleft()))
+                ready.append((slot, req))
         for slot, req in ready:
             self._send(slot, req)
 
