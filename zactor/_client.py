@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 _tracker = _refs.tracker
 _send = zmq.backend.Socket.send
 _NO_REPLY = 0  # the request id of a tell(): its reply is dropped
+# Marks a progress-bar line of zactor.experimental.tqdm_ray (its MAGIC): drawn, not printed.
+_TQDM_MAGIC = "__zactor_tqdm_magic_token__"
 
 
 class HeadUnreachableError(NodeDiedError):
@@ -610,6 +612,12 @@ class CoreClient:
         elif mtype == Msg.LOG:
             if self.log_to_driver:
                 stream, prefix, text = fields
+                if _TQDM_MAGIC in text:  # progress bars of zactor.experimental.tqdm_ray
+                    from zactor.experimental import tqdm_ray
+
+                    text = tqdm_ray._take_progress_lines(prefix, text)
+                    if not text:
+                        return
                 out = sys.stderr if stream == "stderr" else sys.stdout
                 lines = text.splitlines()
                 out.write("".join(f"{prefix} {line}\n" for line in lines))

@@ -1,0 +1,1 @@
+"""Ray's ``ray.util.concurrent``: see ``zactor.util.concurrent.futures``."""
