@@ -10,7 +10,7 @@ EXPECTED = {
     "cluster_resources", "data", "exceptions", "get", "get_actor", "get_gpu_ids",
     "get_runtime_context", "init", "is_initialized", "kill", "method", "nodes", "put",
     "remote", "remote_function", "runtime_context", "runtime_env", "serve", "shutdown",
-    "train", "tune", "util", "wait",
+    "timeline", "train", "tune", "util", "wait",
 }
 MODULES = {"actor", "cloudpickle", "data", "exceptions", "remote_function", "runtime_context",
            "runtime_env", "serve", "train", "tune", "util"}

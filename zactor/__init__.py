@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from zactor._object_ref import ObjectRef
     from zactor._remote import remote
     from zactor._runtime_context import get_gpu_ids, get_runtime_context
+    from zactor.util.state import timeline
 
 _WHERE = {
     "ActorClass": "zactor._actor",
@@ -59,6 +60,7 @@ _WHERE = {
     "remote": "zactor._remote",
     "get_gpu_ids": "zactor._runtime_context",
     "get_runtime_context": "zactor._runtime_context",
+    "timeline": "zactor.util.state",  # ray.timeline: recent tasks as a Chrome trace
     "actor": "zactor.actor",
     "exceptions": "zactor.exceptions",
     "remote_function": "zactor.remote_function",
@@ -102,6 +104,7 @@ __all__ = [
     "runtime_env",
     "serve",
     "shutdown",
+    "timeline",
     "train",
     "tune",
     "util",

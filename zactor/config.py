@@ -129,3 +129,10 @@ RUNTIME_ENV_PACKAGE_MAX: int = _env_int("RUNTIME_ENV_PACKAGE_MAX", 500 * 1024 * 
 RUNTIME_ENV_UPLOAD_CHUNK: int = _env_int("RUNTIME_ENV_UPLOAD_CHUNK", 8 * 1024 * 1024)
 #: Seconds an environment's setup (pip) may take unless its config says otherwise (Ray's).
 RUNTIME_ENV_SETUP_TIMEOUT_S: float = _env_float("RUNTIME_ENV_SETUP_TIMEOUT_S", 600.0)
+
+#: Finished tasks and actor calls the head keeps for the state API (zactor list tasks,
+#: zactor timeline), newest first; older ones are forgotten, so the head's memory stays
+#: bounded whatever the workload (about 300 bytes each). Live tasks are listed besides these.
+TASK_HISTORY_MAX: int = _env_int("TASK_HISTORY_MAX", 10_000)
+#: Actors that died and that no handle reaches any more, kept for the state API.
+DEAD_ACTORS_MAX: int = _env_int("DEAD_ACTORS_MAX", 1_000)

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgpack
 
-VERSION = 3
+VERSION = 4  # 4: TASK_DONE carries the error for the task history
 
 #: A refusal starts with this byte where a header has its version, so that a peer of *any*
 #: protocol version can read why it was refused (a different zactor version, say): the rest
@@ -88,7 +88,9 @@ FIELDS: dict[Msg, tuple[str, ...]] = {
     Msg.REFS: ("object_adds", "object_dels", "actor_adds", "actor_dels", "streams_closed"),
     # direct: None for a call the head sent; [caller key, whether the caller got the results
     # straight from this worker] for a call that came on the actor's own socket.
-    Msg.TASK_DONE: ("task_id", "results", "retryable", "direct"),  # | inline result blobs
+    # error: None, or [exception class name, message] when the task raised (the head keeps
+    # it in its task history without unpickling the error blob).
+    Msg.TASK_DONE: ("task_id", "results", "retryable", "direct", "error"),  # | result blobs
     Msg.BLOCKED: ("blocked",),
     Msg.CANCEL: ("object_id", "force", "recursive"),
     Msg.KILL_ACTOR: ("actor_id", "no_restart"),

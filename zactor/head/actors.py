@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from typing import TYPE_CHECKING
 
 from zactor._serialization import dumps_plain
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from zactor.head.records import Client, Worker
 
 log = logging.getLogger(__name__)
+_now = time.time
 
 
 class ActorManager:
@@ -262,7 +264,8 @@ class ActorManager:
     def _forget_if_unused(self, actor: ActorRecord) -> None:
         """A dead actor nobody can call any more (no handle left) leaves the table."""
         if actor.state == "dead" and actor.refs <= 0:
-            self.actors.pop(actor.actor_id, None)
+            if self.actors.pop(actor.actor_id, None) is not None:
+                self.head.tasks.history.actor_gone(self.head, actor)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -312,6 +315,9 @@ class ActorManager:
             # The constructor's resources stay held for the actor's life; the record is done.
             task.state = "done"
             self.head.tasks.tasks.pop(task.task_id, None)
+            if failed:
+                task.error = (None, blob)  # the worker's ActorDiedError, zactor's own
+            self.head.tasks.history.record(task)
             if actor.max_restarts == 0 and actor.supervisor is None:
                 self._release_args(actor)  # it will never be rebuilt
         if failed:
@@ -362,6 +368,7 @@ class ActorManager:
                 task = self._book(client, spec, args_blob, actor, caller)
                 task.worker = worker
                 task.state = "running"
+                task.started = task.created  # forwarded at once: no second clock read
                 worker.calls[task.task_id] = task
                 return
         task = self._book(client, spec, args_blob, actor, caller)
@@ -389,8 +396,10 @@ class ActorManager:
         if task is None:  # pragma: no cover - a direct call carries no dependency to lose
             return
         if early is not None:
+            task.started = task.created
             if actor is not None and actor.worker is not None and actor.address == address:
                 self.head.direct_calls += 1
+                task.worker = actor.worker
                 task.direct = True
                 caller.direct_inflight += 1
             tasks.settle(task, *early)
@@ -400,6 +409,7 @@ class ActorManager:
             self.head.direct_calls += 1
             task.worker = actor.worker
             task.state = "running"
+            task.started = task.created  # it reached the actor before this notice
             task.direct = True
             caller.direct_inflight += 1
             actor.worker.calls[task.task_id] = task
@@ -503,6 +513,7 @@ class ActorManager:
         worker = actor.worker
         task.worker = worker
         task.state = "running"
+        task.started = _now()
         worker.calls[task.task_id] = task
         self.head.tasks.execute_frames(worker, task)
 
@@ -596,6 +607,8 @@ class ActorManager:
         if actor.state != "dead":
             self._log("dead", actor.actor_id)
         self.recovering.discard(actor.actor_id)
+        if actor.create.state != "done" and actor.create.error is None:
+            actor.create.error = (None, blob)  # its creation ends (finish) with its death
         actor.state = "dead"
         actor.death_blob = blob
         self._release_args(actor)
@@ -677,6 +690,7 @@ class ActorManager:
                     task.retries_left -= 1
                 task.state = "queued"
                 task.worker = None
+                task.attempt += 1
                 retry.append(task)
             else:
                 tasks.complete_all(task, Status.ERROR, None, dumps_plain(ActorUnavailableError(
@@ -695,6 +709,10 @@ class ActorManager:
         actor.restarts += 1
         actor.state = "restarting"
         create = actor.create
+        create.attempt = actor.restarts  # its next creation is a new attempt in the history
+        create.created = _now()
+        create.started = 0.0
+        create.error = None
         create.state = "queued"
         create.worker = None
         create.node = None

@@ -930,11 +930,11 @@ class Broker:
         worker = client.worker
         if worker is None:
             raise ProtocolError("TASK_DONE from a driver")
-        task_id, results, retryable, direct = fields
+        task_id, results, retryable, direct, error = fields
         for result in results:
             if result[2] is not None:
                 worker.node.agent.store.sealed(result[2], result[0])
-        self.tasks.on_done(worker, task_id, results, retryable, frames, direct)
+        self.tasks.on_done(worker, task_id, results, retryable, frames, direct, error)
 
     def on_yield(self, client: Client, fields: list, frames: list) -> None:
         worker = client.worker

@@ -7,6 +7,8 @@ import time
 
 from zactor.protocol import S
 
+_now = time.time
+
 
 class Client:
     """A connected driver or worker (both sockets of it)."""
@@ -38,7 +40,7 @@ class Client:
 
 class Worker:
     __slots__ = ("client", "node", "pid", "task", "actor", "known_fns", "blocked", "idle_since",
-                 "calls", "exiting", "resumed_busy", "env")
+                 "calls", "exiting", "resumed_busy", "env", "last_end")
 
     def __init__(self, client: Client, node, pid: int) -> None:
         self.client = client
@@ -53,6 +55,9 @@ class Worker:
         self.exiting = False
         self.resumed_busy = False  # ran a task of the previous head's when it reconnected
         self.env: str | None = None  # the key of its runtime environment (None: default)
+        # When its last call ended (zactor.head.state): a call queued behind it in a one-at-a-
+        # time actor starts then, not when the head forwarded it.
+        self.last_end = 0.0
 
 
 class TaskRecord:
@@ -60,7 +65,7 @@ class TaskRecord:
                  "waiting", "worker", "node", "assigned", "retries_left", "parent", "state",
                  "acquired", "cancelled", "caller", "direct", "lineage_users",
                  "lineage_inline", "lineage_upstream", "stream", "strategy", "prefer", "env",
-                 "pool")
+                 "pool", "created", "started", "error", "attempt")
 
     def __init__(self, spec: list, frames: list, owner: bytes, return_ids: list[bytes],
                  place: dict, hold: dict) -> None:
@@ -103,6 +108,13 @@ class TaskRecord:
         self.lineage_users = 0
         self.lineage_inline: dict = {}
         self.lineage_upstream: list = []
+        # For the task history (zactor.head.state): when it was submitted and handed to a
+        # worker (epoch seconds), why it failed (None, or (error type, message or error
+        # blob)), and how many times it was retried.
+        self.created = _now()
+        self.started = 0.0
+        self.error: tuple | None = None
+        self.attempt = 0
 
 
 class ActorRecord:

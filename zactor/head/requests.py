@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from zactor.head import memory, status
+from zactor.head import memory, state, status
 from zactor.protocol import Msg, ProtocolError, encode
 
 if TYPE_CHECKING:
@@ -58,6 +58,10 @@ class Requests:
             "adopt": self.adopt,
             "outstanding": self.outstanding,
             "memory": self.memory,
+            # zactor.util.state: list_*, summarize_*, timeline (zactor.head.state)
+            "state": lambda c, a, r: state.query(self.head, a),
+            "state_summary": lambda c, a, r: state.summary(self.head, a),
+            "timeline": lambda c, a, r: state.timeline(self.head, a),
             "stats": self.stats,
             "store_stats": self.store_stats,
             "worker_pids": self.worker_pids,
@@ -212,8 +216,13 @@ class Requests:
         return [entry.status, loc]
 
     def memory(self, client: Client, args: Any, req_id: int) -> Any:
-        """zactor memory / zactor.util.state."""
-        return memory.report(self.head)
+        """zactor memory / zactor.util.state (args: None, or [filters, limit] for
+        list_objects, applied here so that only the rows asked for travel)."""
+        report = memory.report(self.head)
+        if args:
+            filters, limit = args
+            report["objects"] = state.select(report["objects"], filters, limit)
+        return report
 
     def store_stats(self, client: Client, args: Any, req_id: int) -> Any:
         return [n.agent.store.stats() for n in self.head.scheduler.nodes.values()]

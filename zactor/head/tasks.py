@@ -9,6 +9,7 @@ order.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from zactor import _ids, config
@@ -16,6 +17,7 @@ from zactor._serialization import dumps_plain
 from zactor.exceptions import ObjectLostError, TaskCancelledError, WorkerCrashedError
 from zactor.head.lineage import Lineage
 from zactor.head.records import TaskRecord
+from zactor.head.state import TaskHistory
 from zactor.head.streams import Streams
 from zactor.protocol import STREAMING, Msg, S, Status, TaskKind, encode, return_count
 
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from zactor.head.records import Client, Worker
 
 log = logging.getLogger(__name__)
+_now = time.time
 
 
 class TaskManager:
@@ -36,6 +39,7 @@ class TaskManager:
         # Finished tasks that made an object in the store, to run again if it is lost.
         self.lineage = Lineage(self)
         self.streams = Streams(self)  # generator tasks' items
+        self.history = TaskHistory(config.TASK_HISTORY_MAX)  # finished tasks, for the state API
         # Results of direct actor calls that reached the head before the caller's CALLED did:
         # task id -> (node, results, retryable, blobs, replied), and who made each call.
         self.early: dict[bytes, tuple] = {}
@@ -196,6 +200,7 @@ class TaskManager:
         task.node = node
         task.worker = worker
         task.state = "running"
+        task.started = _now()
         node.mark_blocked(worker, False)  # a task that ended while blocked left it marked
         if task.spec[S.KIND] == TaskKind.ACTOR_CREATE:
             self.head.actors.placed(task, node, worker)
@@ -213,12 +218,12 @@ class TaskManager:
             (task.pool or task.node).release(hold, task.assigned)
 
     def on_done(self, worker: Worker, task_id: bytes, results: list, retryable: bool,
-                blobs: list, direct: list | None = None) -> None:
+                blobs: list, direct: list | None = None, error: list | None = None) -> None:
         if worker.actor is not None:
             task = worker.calls.pop(task_id, None)
             if task is None and direct is not None and direct[0] in self.head.clients:
                 self._stash_early(task_id, direct[0], (worker.node, results, retryable, blobs,
-                                                       bool(direct[1])))
+                                                       bool(direct[1]), error))
                 return
         else:
             task = worker.task
@@ -236,18 +241,19 @@ class TaskManager:
             self._discard_results(results, worker.node)
             return
         self.settle(task, worker.node, results, retryable, blobs,
-                    direct is not None and bool(direct[1]))
+                    direct is not None and bool(direct[1]), error)
 
     def settle(self, task: TaskRecord, node, results: list, retryable: bool, blobs: list,
-               replied: bool) -> None:
+               replied: bool, error: list | None = None) -> None:
         """A worker finished ``task``: retry it, or complete it with ``results`` (which its
-        caller already has if ``replied``)."""
+        caller already has if ``replied``; ``error``: what it raised, for the history)."""
         if retryable and task.retries_left != 0 and not task.cancelled:
             if task.retries_left > 0:
                 task.retries_left -= 1
             self._discard_results(results, node)
             self.retry(task)
             return
+        task.error = error  # (None: a success, after an attempt that may have failed)
         self.complete(task, results, blobs, node, push_owner=not replied)
 
     def _stash_early(self, task_id: bytes, caller: bytes, early: tuple) -> None:
@@ -255,7 +261,8 @@ class TaskManager:
         if len(stash) >= config.EARLY_RESULTS_MAX:  # callers that died before their CALLED
             oldest = next(iter(stash))
             self._drop_early(oldest, stash.pop(oldest))
-        stash[task_id] = early + (caller,)
+        stash[task_id] = early + (caller,)  # (node, results, retryable, blobs, replied,
+        # error, caller)
         ids = self.early_by_caller.get(caller)
         if ids is None:
             ids = self.early_by_caller[caller] = set()
@@ -268,15 +275,15 @@ class TaskManager:
         early = self.early.pop(task_id, None)
         if early is None:
             return None
-        ids = self.early_by_caller.get(early[5])
+        ids = self.early_by_caller.get(early[6])
         if ids is not None:
             ids.discard(task_id)
             if not ids:
-                del self.early_by_caller[early[5]]
-        return early[:5]
+                del self.early_by_caller[early[6]]
+        return early[:6]
 
     def _drop_early(self, task_id: bytes, early: tuple) -> None:
-        ids = self.early_by_caller.get(early[5])
+        ids = self.early_by_caller.get(early[6])
         if ids is not None:
             ids.discard(task_id)
         self._discard_results(early[1], early[0])
@@ -294,6 +301,7 @@ class TaskManager:
 
     def retry(self, task: TaskRecord) -> None:
         task.worker = None
+        task.attempt += 1
         if task.spec[S.KIND] == TaskKind.ACTOR_CALL:
             self.head.actors.undirect(task)
             self.head.actors.resubmit(task)
@@ -327,6 +335,10 @@ class TaskManager:
 
     def complete_all(self, task: TaskRecord, status: int, loc, blob) -> None:
         """End ``task`` with one value (an error) for all of its returns."""
+        if status == Status.ERROR and task.error is None:
+            # Not raised by the task itself (an argument failed, its actor died): the error
+            # blob is zactor's own, read only if someone lists the task (zactor.head.state).
+            task.error = (None, blob)
         if task.stream is not None:  # the error is the next item; the end says how many
             blob = self.streams.failed(task, status, loc, blob, None)
             status, loc = Status.OK, None
@@ -348,6 +360,7 @@ class TaskManager:
     def fail(self, task: TaskRecord, exc: Exception) -> None:
         if task.state == "done":
             return
+        task.error = (type(exc).__name__, str(exc))
         self.complete_all(task, Status.ERROR, None, dumps_plain(exc))
 
     def finish(self, task: TaskRecord) -> None:
@@ -361,6 +374,7 @@ class TaskManager:
             self.head.actors.call_finished(task)
         self.release_resources(task)
         self.tasks.pop(task.task_id, None)
+        self.history.record(task)
         if task.parent:
             kids = self.children.get(task.parent)
             if kids is not None:

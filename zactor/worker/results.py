@@ -20,6 +20,22 @@ from zactor.comm.transport import send_routed
 from zactor.exceptions import TaskCancelledError
 from zactor.protocol import Msg, S, Status, TaskKind, encode, return_count
 
+#: Characters of an error's message the head's task history keeps (it keeps thousands).
+ERROR_MESSAGE_MAX = 1000
+
+
+def _error_summary(exc: BaseException | None) -> list | None:
+    """[class name, message] of a task's error, for the head's task history (computed here,
+    only on failures: the head never unpickles errors)."""
+    if exc is None:
+        return None
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a __str__ that raises must not lose the result
+        text = ""
+    name = getattr(exc, "cause_type_name", None) or type(exc).__name__
+    return [name, text[:ERROR_MESSAGE_MAX]]
+
 
 class ActorBroken(Exception):
     """The actor's constructor failed; every call answers with that failure."""
@@ -90,7 +106,9 @@ class ResultSender:
                 results.append((oid, Status.ERROR, None, (), ()))
                 blobs.append(failure)
         direct = None if self.reply_to is None else self._reply(results, blobs)
-        self.core.send(encode(Msg.TASK_DONE, spec[S.TASK_ID], results, False, direct), blobs)
+        summary = None if len(ids) <= len(values) else _error_summary(error)
+        self.core.send(encode(Msg.TASK_DONE, spec[S.TASK_ID], results, False, direct,
+                              summary), blobs)
 
     def encode_value(self, spec: list, oid: bytes, value: Any) -> tuple[tuple, bytes | None]:
         """``value`` as object ``oid``: (result tuple for the head, inline blob or None for a
@@ -129,13 +147,14 @@ class ResultSender:
 
     def send_error(self, spec: list, exc: BaseException, as_task_error: bool = False) -> None:
         if isinstance(exc, ActorBroken):
-            self._send_failure_blob(spec, self.actor_error_blob)
+            self._send_failure_blob(spec, self.actor_error_blob,
+                                    summary=["ActorDiedError", "the actor's constructor failed"])
             return
         if isinstance(exc, TaskCancelledError) and not as_task_error:
             blob = _serialization.dumps_plain(exc)
         else:
             blob = _serialization.error_blob(exc, spec[S.NAME], self.pid)
-        self._send_failure_blob(spec, blob, self._retryable(spec, exc))
+        self._send_failure_blob(spec, blob, self._retryable(spec, exc), _error_summary(exc))
 
     def _retryable(self, spec: list, exc: BaseException) -> bool:
         policy = spec[S.RETRY_EXCEPTIONS]
@@ -149,7 +168,8 @@ class ResultSender:
         except Exception:  # noqa: BLE001
             return False
 
-    def _send_failure_blob(self, spec: list, blob: bytes, retryable: bool = False) -> None:
+    def _send_failure_blob(self, spec: list, blob: bytes, retryable: bool = False,
+                           summary: list | None = None) -> None:
         task_id = spec[S.TASK_ID]
         n = spec[S.NUM_RETURNS]
         ids = return_ids(task_id, return_count(n))
@@ -159,6 +179,7 @@ class ResultSender:
         if self.reply_to is not None:
             # A retryable failure is the head's to answer: it may run the call again.
             direct = [self.reply_to, False] if retryable else self._reply(results, blobs)
-        self.core.send(encode(Msg.TASK_DONE, task_id, results, retryable, direct), blobs)
+        self.core.send(encode(Msg.TASK_DONE, task_id, results, retryable, direct, summary),
+                       blobs)
 
     # -- actors ------------------------------------------------------------------------------
