@@ -293,6 +293,30 @@ def test_a_replica_killed_under_load_is_replaced(base):
     serve.delete("pid")
 
 
+def test_a_deployment_whose_supervisor_died_gets_a_new_one():
+    from zactor.util import state
+
+    handle = serve.run(Pid.bind(), name="orphan", route_prefix=None)
+    before = {handle.remote(None).result() for _ in range(20)}
+    alive = state.list_actors(filters=[("state", "=", "ALIVE"),
+                                       ("class_name", "=", "_SupervisorActor")], limit=1000)
+    sups = [a for a in alive if (a["name"] or "").startswith("SERVE_REPLICAS::orphan#Pid#")]
+    assert len(sups) == 1
+    os.kill(sups[0]["pid"], signal.SIGKILL)  # as a supervisor that gives up exits
+    # Its replicas go with it (a call they had, or that reached them before the routers
+    # heard, fails); the controller starts a new supervisor and new replicas.
+    def new_pids() -> set:
+        try:
+            return {handle.remote(None).result(timeout_s=30) for _ in range(20)} - before
+        except zactor.exceptions.ActorDiedError:
+            return set()
+
+    assert _until(new_pids, what="replicas under a new supervisor")
+    _until(lambda: serve.status().applications["orphan"].deployments["Pid"].replica_states
+           == {"RUNNING": 2}, what="two replicas running")
+    serve.delete("orphan")
+
+
 def _version(tag: str):
     @serve.deployment(num_replicas=2, graceful_shutdown_wait_loop_s=0.5)
     class Versioned:

@@ -15,7 +15,7 @@ from typing import Any
 
 import zactor
 from zactor import supervision
-from zactor.exceptions import ActorDiedError, ActorUnavailableError
+from zactor.exceptions import ActorDiedError, ActorUnavailableError, TaskError
 from zactor.serve import config
 from zactor.serve._replica import Replica
 from zactor.serve.config import DeploymentConfig
@@ -28,6 +28,15 @@ log = logging.getLogger(__name__)
 
 def _future(ref: Any):
     return ref.future()
+
+
+def _supervisor(app: str, deployment: str) -> supervision.Supervisor:
+    """A deployment's replicas' supervisor (a new name each time: an old one may still be
+    going away)."""
+    return supervision.start(
+        [], name=f"SERVE_REPLICAS::{app}#{deployment}#{uuid.uuid4().hex[:6]}",
+        namespace=config.NAMESPACE, strategy="one_for_one", max_restarts=50, period=60.0,
+        backoff_max=1.0)
 
 
 class _Replica:
@@ -48,6 +57,7 @@ class _Replica:
         self.next_health = 0.0
         self.drain: Any = None
         self.drain_deadline = 0.0
+        self.supervisor: supervision.Supervisor | None = None  # the one that started it
 
 
 class _Deployment:
@@ -208,11 +218,8 @@ class Controller:
             for spec in specs:
                 d = app.deployments.get(spec["name"])
                 if d is None or d.deleting:
-                    sup = supervision.start(
-                        [], name=f"SERVE_REPLICAS::{name}#{spec['name']}#{uuid.uuid4().hex[:6]}",
-                        namespace=config.NAMESPACE, strategy="one_for_one", max_restarts=50,
-                        period=60.0, backoff_max=1.0)
-                    app.deployments[spec["name"]] = _Deployment(name, spec["name"], spec, sup)
+                    app.deployments[spec["name"]] = _Deployment(
+                        name, spec["name"], spec, _supervisor(name, spec["name"]))
                 else:
                     d.apply(spec)
             app.route_prefix = route_prefix
@@ -360,6 +367,12 @@ class Controller:
             except Exception:  # noqa: BLE001 - the loop must go on
                 log.exception("serve controller: reconcile failed")
 
+    def _new_supervisor(self, d: _Deployment, dead: supervision.Supervisor) -> None:
+        if d.supervisor is not dead:  # another replica's failed start replaced it already
+            return
+        log.warning("serve: the supervisor of %s#%s is gone; starting a new one", d.app, d.name)
+        d.supervisor = _supervisor(d.app, d.name)
+
     def _stop_supervisor(self, d: _Deployment) -> None:
         try:
             d.supervisor.handle.stop.remote()
@@ -383,6 +396,13 @@ class Controller:
             exc = r.start.exception()
             if exc is not None:
                 del d.replicas[r.tag]
+                # A TaskError is start_child's own error (the replica's constructor raised);
+                # a bare ActorDiedError says the supervisor itself is dead.
+                if isinstance(exc, ActorDiedError) and not isinstance(exc, TaskError):
+                    # The supervisor is gone (it gave up after too many restarts, or its
+                    # process died), and its replicas with it: start the deployment a new one.
+                    self._new_supervisor(d, r.supervisor)
+                    return
                 d.failed = f"replica {r.tag} failed to start: {exc}"
                 log.error("serve: deployment %s#%s: %s", d.app, d.name, d.failed)
                 return
@@ -398,12 +418,12 @@ class Controller:
         if r.state == RS.STOPPING:
             if (r.drain is None or r.drain.done() or now > r.drain_deadline):
                 if r.handle is not None:
-                    d.supervisor.handle.terminate_child.remote(r.tag)
+                    r.supervisor.handle.terminate_child.remote(r.tag)
                 elif not r.start.done():
                     return  # still starting: stop it once it is there
                 else:
                     if r.start.exception() is None:
-                        d.supervisor.handle.terminate_child.remote(r.tag)
+                        r.supervisor.handle.terminate_child.remote(r.tag)
                 del d.replicas[r.tag]
             return
         if r.reconf is not None and r.reconf.done():
@@ -486,8 +506,9 @@ class Controller:
             config.REPLICA_CONTROL_SLOTS
         spec = supervision.ChildSpec(tag, Replica, args=(d.app, d.name, tag, d.blob),
                                      options=options)
-        d.replicas[tag] = _Replica(tag, d.version,
-                                   _future(d.supervisor.handle.start_child.remote(spec)))
+        r = d.replicas[tag] = _Replica(tag, d.version,
+                                       _future(d.supervisor.handle.start_child.remote(spec)))
+        r.supervisor = d.supervisor
 
     def _converge(self, d: _Deployment, now: float) -> None:
         live = [r for r in d.replicas.values() if r.state != RS.STOPPING]
