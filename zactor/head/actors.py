@@ -235,7 +235,14 @@ class ActorManager:
             return
         actor.refs -= 1
         if actor.refs <= 0 and not actor.detached and actor.state != "dead":
-            self.terminate(actor, "all handles to it went out of scope")
+            why = "all handles to it went out of scope"
+            if actor.worker is None and actor.pending and actor.state in ("pending",
+                                                                          "restarting"):
+                # Calls made before the last handle went still run (Ray's rule): it ends
+                # once placed, after them.
+                actor.doomed = why
+                return
+            self.terminate(actor, why)
         self._forget_if_unused(actor)
 
     def owner_gone(self, client: Client) -> None:
@@ -302,6 +309,8 @@ class ActorManager:
         self.head.scheduler.top_up(node)
         while actor.pending:
             self.send_call(actor, actor.pending.popleft())
+        if actor.doomed is not None and actor.refs <= 0:
+            self.terminate(actor, actor.doomed)
 
     def ready(self, worker: Worker, actor_id: bytes, failed: bool, blob,
               address: str | None = None) -> None:

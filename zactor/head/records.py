@@ -121,7 +121,8 @@ class ActorRecord:
     __slots__ = ("actor_id", "create", "name", "namespace", "detached", "worker", "state",
                  "pending", "refs", "death_blob", "options", "class_name", "args_pinned",
                  "max_restarts", "max_task_retries", "restarts", "checkpoint", "supervisor",
-                 "exit_watchers", "restart_at", "address", "callers", "owner", "owner_key")
+                 "exit_watchers", "restart_at", "address", "callers", "owner", "owner_key",
+                 "doomed")
 
     def __init__(self, actor_id: bytes, create: TaskRecord, options: dict) -> None:
         self.actor_id = actor_id
@@ -130,6 +131,8 @@ class ActorRecord:
         self.name = options.get("name")
         self.namespace = options.get("namespace")
         self.detached = options.get("lifetime") == "detached"
+        # Why it is to end once placed: its handles went while calls waited for its process.
+        self.doomed: str | None = None
         self.class_name = options.get("class_name", "Actor")
         self.worker: Worker | None = None
         # pending -> alive -> (restarting -> alive)* -> dead; "stopped" is a supervised actor

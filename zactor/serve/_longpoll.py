@@ -58,7 +58,8 @@ class LongPoll:
         self.closed = True
 
     def _run(self) -> None:
-        while not self.closed:
+        # Never call the API once the driver has shut down: a call would start a new cluster.
+        while not self.closed and zactor.is_initialized():
             with self.lock:
                 known = dict(self.versions)
             try:

@@ -18,6 +18,7 @@ import time
 import uuid
 from typing import Any
 
+import zactor
 from zactor.exceptions import ActorDiedError, ActorUnavailableError
 from zactor.serve import _longpoll, config
 from zactor.serve.exceptions import BackPressureError, DeploymentUnavailableError
@@ -149,7 +150,7 @@ class Router:
                     "killed" in str(exc)
         if req.result.done():  # cancelled meanwhile
             pass
-        elif retry:
+        elif retry and zactor.is_initialized():
             req.ref = concurrent.futures.Future()
             self.submit(req)
         elif exc is not None:
@@ -159,7 +160,7 @@ class Router:
         self._dispatch_queued()
 
     def _dispatch_queued(self) -> None:
-        if not self.queue:
+        if not self.queue or not zactor.is_initialized():
             return
         ready = []
         with self.lock:
@@ -239,6 +240,11 @@ class _Metrics:
         while True:
             time.sleep(config.METRICS_PUSH_S)
             with self.lock:
+                # After shutdown a call would start a new cluster (as Ray's API does): stop.
+                if not self.routers or not zactor.is_initialized():
+                    self.routers.clear()
+                    self.thread = None
+                    return
                 routers = list(self.routers.values())
             for router in routers:
                 if router.gone is not None:
@@ -277,4 +283,6 @@ def get(app: str, deployment: str) -> Router:
 def reset() -> None:
     with _routers_lock:
         _routers.clear()
+    with _metrics.lock:
+        _metrics.routers.clear()
     _longpoll.reset()
