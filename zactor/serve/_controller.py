@@ -26,6 +26,9 @@ from zactor.serve.schema import ReplicaState as RS
 log = logging.getLogger(__name__)
 
 
+_UNPUBLISHED = object()  # a deployment's table before its first publication
+
+
 def _future(ref: Any):
     return ref.future()
 
@@ -74,7 +77,7 @@ class _Deployment:
         self.scale_since: float | None = None
         self.scale_direction = 0
         self.trigger = "CONFIG_UPDATE_STARTED"
-        self.published: list | None = None
+        self.published: Any = _UNPUBLISHED
         self.apply(spec)
         auto = self.config.autoscaling_config
         self.target = self.config.num_replicas if auto is None else (
@@ -191,7 +194,7 @@ class Controller:
 
     def _publish_replicas(self, d: _Deployment) -> None:
         table = None if d.deleting else d.table()
-        if table != d.published or d.published is None:
+        if d.published is _UNPUBLISHED or table != d.published:
             d.published = table
             self._publish(("replicas", d.app, d.name), table)
 
