@@ -535,3 +535,10 @@ def test_deployment_options_are_checked():
     with pytest.raises(ValueError, match="route_prefix"):
         serve.run(text.bind(), name="bad", route_prefix="nope")
     assert zactor.is_initialized()
+
+
+def test_starting_serve_again_with_other_http_options_warns_and_keeps_the_proxy(base, caplog):
+    with caplog.at_level("WARNING", logger="zactor.serve.api"):
+        serve.start(http_options={"host": "127.0.0.1", "port": _free_port()})
+    assert "are not applied" in caplog.text
+    assert httpx.get(base["url"] + "/-/healthz", timeout=10).text == "success"

@@ -41,6 +41,12 @@ def start(http_options: dict | HTTPOptions | None = None,
     http = HTTPOptions.parse(http_options)
     logging_cfg = LoggingConfig.parse(logging_config)
     controller = _controller_or_none()
+    if controller is not None and http_options is not None:
+        running = zactor.get(controller.http_address.remote())
+        if running is not None and tuple(running) != (http.host, http.port):
+            log.warning("serve.start: Serve already runs, its proxy on %s:%d; the new "
+                        "http_options (%s:%d) are not applied (as in Ray)", running[0],
+                        running[1], http.host, http.port)
     if controller is None:
         from zactor.serve._controller import Controller
 
