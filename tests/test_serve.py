@@ -542,3 +542,26 @@ def test_starting_serve_again_with_other_http_options_warns_and_keeps_the_proxy(
         serve.start(http_options={"host": "127.0.0.1", "port": _free_port()})
     assert "are not applied" in caplog.text
     assert httpx.get(base["url"] + "/-/healthz", timeout=10).text == "success"
+
+
+def test_a_port_in_use_fails_serve_start_with_the_reason(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "busy.py"
+    script.write_text(
+        "import socket, zactor\n"
+        "from zactor import serve\n"
+        "from zactor.serve.exceptions import RayServeException\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); port = s.getsockname()[1]\n"
+        "zactor.init(num_cpus=1)\n"
+        "try:\n"
+        "    serve.start(http_options={'host': '127.0.0.1', 'port': port})\n"
+        "except RayServeException as exc:\n"
+        "    print('refused:', exc)\n"
+        "finally:\n"
+        "    zactor.shutdown()\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=90)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "refused:" in out.stdout and "Address already in use" in out.stdout, out.stdout
