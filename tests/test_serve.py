@@ -5,6 +5,7 @@ logs, and a deploy that fails."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
+from remote_helpers import wait_until
 
 import zactor
 from zactor import serve
@@ -23,6 +25,7 @@ from zactor.serve.exceptions import RayServeException
 
 CLUSTER_KWARGS = {"num_cpus": 4}
 pytestmark = [pytest.mark.usefixtures("cluster"), pytest.mark.timeout(120)]
+_wait = functools.partial(wait_until, timeout=30.0)
 
 
 def _free_port() -> int:
@@ -47,16 +50,6 @@ def base(cluster, tmp_path_factory):
 def http(base):
     with httpx.Client(base_url=base["url"], timeout=30) as client:
         yield client
-
-
-def _until(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class _Load:
@@ -88,7 +81,7 @@ class _Load:
     def __enter__(self) -> _Load:
         for t in self.threads:
             t.start()
-        _until(lambda: sum(self.ok.values()) + len(self.failed) >= 10, what="load to start")
+        _wait(lambda: sum(self.ok.values()) + len(self.failed) >= 10, message="load to start")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -272,23 +265,23 @@ class Pid:
 def test_a_replica_killed_under_load_is_replaced(base):
     serve.run(Pid.bind(), name="pid", route_prefix="/pid")
     with _Load(base["url"], clients=4, path="/pid") as load:
-        pids = _until(lambda: len(load.ok) == 2 and set(load.ok), what="both replicas")
+        pids = _wait(lambda: len(load.ok) == 2 and set(load.ok), message="both replicas")
         victim = int(sorted(pids)[0])
         os.kill(victim, signal.SIGKILL)
         before = load.total()
         # the supervisor rebuilds the replica in place: a new process answers
-        _until(lambda: len(set(load.ok) - pids) >= 1, what="the restarted replica")
-        _until(lambda: load.total() > before + 100, what="more requests")
+        _wait(lambda: len(set(load.ok) - pids) >= 1, message="the restarted replica")
+        _wait(lambda: load.total() > before + 100, message="more requests")
         failed_after = len(load.failed)
-        _until(lambda: load.total() > before + 200, what="still more requests")
+        _wait(lambda: load.total() > before + 200, message="still more requests")
     print(f"replica killed under load: {len(load.failed)} of {load.total()} requests failed: "
           f"{load.failed[:3]}")
     assert len(load.failed) <= 4 + 1, load.failed  # at most the ones in flight to it
     assert len(load.failed) == failed_after, "requests failed after the replica was back"
     assert all("500" in f for f in load.failed)
     deps = serve.status().applications["pid"].deployments["Pid"]
-    _until(lambda: serve.status().applications["pid"].deployments["Pid"].status == "HEALTHY",
-           what="healthy again")
+    _wait(lambda: serve.status().applications["pid"].deployments["Pid"].status == "HEALTHY",
+           message="healthy again")
     assert deps is not None
     serve.delete("pid")
 
@@ -311,9 +304,9 @@ def test_a_deployment_whose_supervisor_died_gets_a_new_one():
         except zactor.exceptions.ActorDiedError:
             return set()
 
-    assert _until(new_pids, what="replicas under a new supervisor")
-    _until(lambda: serve.status().applications["orphan"].deployments["Pid"].replica_states
-           == {"RUNNING": 2}, what="two replicas running")
+    assert _wait(new_pids, message="replicas under a new supervisor")
+    _wait(lambda: serve.status().applications["orphan"].deployments["Pid"].replica_states
+           == {"RUNNING": 2}, message="two replicas running")
     serve.delete("orphan")
 
 
@@ -332,12 +325,12 @@ def test_a_redeploy_under_load_drops_no_request(base):
     with _Load(base["url"], clients=4, path="/roll") as load:
         serve.run(_version("v2").bind(), name="roll", route_prefix="/roll")
         seen = load.total()
-        _until(lambda: load.total() > seen + 100, what="requests after the redeploy")
+        _wait(lambda: load.total() > seen + 100, message="requests after the redeploy")
     assert load.failed == [], load.failed[:5]
     assert load.ok["v1"] > 0 and load.ok["v2"] > 100
     # the old replicas finish draining, then stop
-    _until(lambda: serve.status().applications["roll"].deployments["Versioned"]
-           .replica_states == {"RUNNING": 2}, what="only the two new replicas")
+    _wait(lambda: serve.status().applications["roll"].deployments["Versioned"]
+           .replica_states == {"RUNNING": 2}, message="only the two new replicas")
     serve.delete("roll")
 
 
@@ -377,10 +370,10 @@ def test_a_replica_failing_its_health_check_is_replaced(tmp_path):
     handle = serve.run(Fragile.bind(str(flag)), name="health", route_prefix=None)
     first = handle.remote().result()
     flag.write_text("x")
-    _until(lambda: handle.remote().result() != first, what="a new replica")
+    _wait(lambda: handle.remote().result() != first, message="a new replica")
     flag.unlink()
-    _until(lambda: serve.status().applications["health"].status == "RUNNING",
-           what="running again")
+    _wait(lambda: serve.status().applications["health"].status == "RUNNING",
+           message="running again")
     serve.delete("health")
 
 
@@ -454,12 +447,12 @@ def test_autoscaling_goes_up_under_load_and_back_down():
     for t in threads:
         t.start()
     try:
-        _until(lambda: running() == 3, timeout=60, what="3 replicas")
+        _wait(lambda: running() == 3, timeout=60, message="3 replicas")
     finally:
         stop.set()
         for t in threads:
             t.join(timeout=30)
-    _until(lambda: running() == 1, timeout=60, what="back to 1 replica")
+    _wait(lambda: running() == 1, timeout=60, message="back to 1 replica")
     serve.delete("elastic")
 
 
@@ -520,7 +513,7 @@ def test_access_log_has_method_route_status_latency_and_replica(http, base):
         return [ln for ln in log.read_text().splitlines() if "GET /logged/x 200" in ln] \
             if log.exists() else None
 
-    found = _until(line, what="the access log line")[0]
+    found = _wait(line, message="the access log line")[0]
     assert "ms replica=" in found and not found.endswith("replica=-")
     serve.delete("logged")
 

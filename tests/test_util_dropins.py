@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import functools
 import multiprocessing
 import os
 import queue as std_queue
@@ -16,6 +17,7 @@ import time
 
 import psutil
 import pytest
+from remote_helpers import wait_until
 
 import zactor
 from zactor.util.multiprocessing import Pool
@@ -24,18 +26,7 @@ CLUSTER_KWARGS = {"num_cpus": 2}
 pytestmark = [pytest.mark.usefixtures("cluster"), pytest.mark.timeout(120)]
 
 DEADLINE_S = 30.0
-
-
-def _until(predicate, what: str, timeout: float = DEADLINE_S):
-    """Poll ``predicate`` until it returns something true, or fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
+_wait = functools.partial(wait_until, timeout=DEADLINE_S)
 
 
 class DropinError(Exception):
@@ -154,7 +145,7 @@ def test_pool_apply_async_callbacks_errors_and_timeouts():
             pool.map(_fail_on, range(10), chunksize=1)
         lists = []
         pool.map_async(_square, range(5), callback=lists.append).get(timeout=DEADLINE_S)
-        _until(lambda: lists, "the map_async callback")
+        _wait(lambda: lists, message="the map_async callback")
         assert lists == [[0, 1, 4, 9, 16]]
 
         slow = pool.apply_async(time.sleep, (1.0,))
@@ -185,8 +176,8 @@ def test_pool_initializer_close_join_and_context_manager_terminates():
         pids = {pid for _, pid in pool.map(_read_init, range(4), chunksize=1)}
     with pytest.raises(ValueError, match="not running"):
         pool.map(_square, [1])
-    _until(lambda: not any(psutil.pid_exists(p) for p in pids),
-           "the pool's actors to end after the with block")
+    _wait(lambda: not any(psutil.pid_exists(p) for p in pids),
+          message="the pool's actors to end after the with block")
 
 
 # -- joblib and scikit-learn -------------------------------------------------------------------
@@ -270,10 +261,10 @@ def test_executor_shutdown_cancels_queued_futures_but_not_running_ones():
     ex = RayExecutor(max_workers=1)
     running = ex.submit(lambda q: q.get(timeout=DEADLINE_S), gate)
     queued = ex.submit(abs, -1)
-    _until(running.running, "the first call to start")
+    _wait(running.running, message="the first call to start")
     assert not queued.running() and not queued.done()
     ex.shutdown(wait=False, cancel_futures=True)
-    _until(queued.cancelled, "the queued call to be cancelled")
+    _wait(queued.cancelled, message="the queued call to be cancelled")
     assert not running.cancel()  # running: it cannot be
     gate.put("released")
     assert running.result(timeout=DEADLINE_S) == "released"
@@ -423,7 +414,7 @@ def test_tqdm_ray_bars_from_a_task_and_an_actor_are_drawn_on_the_driver(capsys):
         return all(s in text for s in ("dropin-iter", "10/10", "dropin-renamed", "5/5",
                                        "dropin-actor", "4/4", "plain line from the task"))
 
-    _until(drawn, "the bars' final states on the driver")
+    _wait(drawn, message="the bars' final states on the driver")
     text = "".join(seen)
     assert MAGIC not in text, "a progress-bar line was printed instead of drawn"
     assert f"pid={pid}" in text  # the bar says where it runs

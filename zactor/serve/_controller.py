@@ -26,11 +26,15 @@ from zactor.serve.schema import ReplicaState as RS
 log = logging.getLogger(__name__)
 
 
+_RETIRE_FIRST = {RS.STARTING: 0, RS.UPDATING: 1, RS.RECOVERING: 2, RS.RUNNING: 3}
+
+
+def _retire_order(r: _Replica) -> int:
+    """Replicas that serve nothing yet go first when some must go."""
+    return _RETIRE_FIRST[r.state]
+
+
 _UNPUBLISHED = object()  # a deployment's table before its first publication
-
-
-def _future(ref: Any):
-    return ref.future()
 
 
 def _supervisor(app: str, deployment: str) -> supervision.Supervisor:
@@ -447,7 +451,7 @@ class Controller:
         # stats: is it answering (it may be restarting), and what config does it run
         if r.stats is None:
             if now >= r.next_stats:
-                r.stats = _future(r.handle.stats.remote())
+                r.stats = r.handle.stats.remote().future()
                 r.stats_sent = now
         elif r.stats.done():
             done, r.stats = r.stats, None
@@ -469,7 +473,7 @@ class Controller:
         # health checks
         if r.health is None:
             if now >= r.next_health and r.state == RS.RUNNING:
-                r.health = _future(r.handle.check_health.remote())
+                r.health = r.handle.check_health.remote().future()
                 r.health_sent = now
         elif r.health.done():
             exc = r.health.exception()
@@ -484,7 +488,7 @@ class Controller:
 
     def _reconfigure(self, d: _Deployment, r: _Replica) -> None:
         r.reconf_version = d.config_version
-        r.reconf = _future(r.handle.reconfigure.remote(d.config.user_config, d.config_version))
+        r.reconf = r.handle.reconfigure.remote(d.config.user_config, d.config_version).future()
 
     def _replace(self, d: _Deployment, r: _Replica, why: str) -> None:
         log.warning("serve: replacing replica %s of %s#%s: %s", r.tag, d.app, d.name, why)
@@ -497,8 +501,8 @@ class Controller:
         r.state = RS.STOPPING
         if drain and was_running and r.handle is not None:
             cfg = d.config
-            r.drain = _future(r.handle.drain.remote(cfg.graceful_shutdown_wait_loop_s,
-                                                    cfg.graceful_shutdown_timeout_s))
+            r.drain = r.handle.drain.remote(cfg.graceful_shutdown_wait_loop_s,
+                                                    cfg.graceful_shutdown_timeout_s).future()
             r.drain_deadline = time.monotonic() + cfg.graceful_shutdown_wait_loop_s + \
                 cfg.graceful_shutdown_timeout_s + 5.0
 
@@ -510,7 +514,7 @@ class Controller:
         spec = supervision.ChildSpec(tag, Replica, args=(d.app, d.name, tag, d.blob),
                                      options=options)
         r = d.replicas[tag] = _Replica(tag, d.version,
-                                       _future(d.supervisor.handle.start_child.remote(spec)))
+                                       d.supervisor.handle.start_child.remote(spec).future())
         r.supervisor = d.supervisor
 
     def _converge(self, d: _Deployment, now: float) -> None:
@@ -521,14 +525,12 @@ class Controller:
             for _ in range(d.target - len(new)):
                 self._start_replica(d)
         if len(new) > d.target:
-            order = {RS.STARTING: 0, RS.UPDATING: 1, RS.RECOVERING: 2, RS.RUNNING: 3}
-            for r in sorted(new, key=lambda r: order[r.state])[:len(new) - d.target]:
+            for r in sorted(new, key=_retire_order)[:len(new) - d.target]:
                 self._retire(d, r)
         # Rolling update: an old replica goes only once a new one runs in its place.
         running_new = sum(1 for r in new if r.state == RS.RUNNING)
         keep_old = max(0, d.target - running_new) if d.failed is None else len(old)
-        order = {RS.STARTING: 0, RS.UPDATING: 1, RS.RECOVERING: 2, RS.RUNNING: 3}
-        for r in sorted(old, key=lambda r: order[r.state])[:max(0, len(old) - keep_old)]:
+        for r in sorted(old, key=_retire_order)[:max(0, len(old) - keep_old)]:
             self._retire(d, r)
         if d.trigger != "AUTOSCALING" and not old and len(new) == d.target and \
                 running_new == d.target:

@@ -93,11 +93,7 @@ class Proxy:
 
     def _set_routes(self, table: dict | None) -> None:
         table = table or {}
-        routers = {}
-        for _prefix, (app, ingress) in table.items():
-            routers[app] = self.routers.get(app) if app in self.routers and \
-                self.routers[app].deployment == ingress else _router.get(app, ingress)
-        self.routers = routers
+        self.routers = {app: _router.get(app, ingress) for app, ingress in table.values()}
         self.routes = sorted(((p, a, i) for p, (a, i) in table.items()),
                              key=lambda r: len(r[0]), reverse=True)
 

@@ -40,7 +40,6 @@ class Replica:
         self.ongoing = 0
         self.config_version: int | None = None
         self.methods: dict[str, tuple[Any, bool]] = {}
-        self.started = time.time()
 
     def _method(self, name: str) -> tuple[Any, bool]:
         found = self.methods.get(name)

@@ -7,7 +7,14 @@ import enum
 from dataclasses import dataclass, field
 
 
-class ApplicationStatus(str, enum.Enum):
+class _Status(str, enum.Enum):
+    """A status that prints as its name, as Ray's do."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ApplicationStatus(_Status):
     NOT_STARTED = "NOT_STARTED"
     DEPLOYING = "DEPLOYING"
     DEPLOY_FAILED = "DEPLOY_FAILED"
@@ -15,11 +22,9 @@ class ApplicationStatus(str, enum.Enum):
     UNHEALTHY = "UNHEALTHY"
     DELETING = "DELETING"
 
-    def __str__(self) -> str:
-        return self.value
 
 
-class DeploymentStatus(str, enum.Enum):
+class DeploymentStatus(_Status):
     UPDATING = "UPDATING"
     HEALTHY = "HEALTHY"
     UNHEALTHY = "UNHEALTHY"
@@ -27,28 +32,22 @@ class DeploymentStatus(str, enum.Enum):
     UPSCALING = "UPSCALING"
     DOWNSCALING = "DOWNSCALING"
 
-    def __str__(self) -> str:
-        return self.value
 
 
-class ReplicaState(str, enum.Enum):
+class ReplicaState(_Status):
     STARTING = "STARTING"
     UPDATING = "UPDATING"
     RECOVERING = "RECOVERING"
     RUNNING = "RUNNING"
     STOPPING = "STOPPING"
 
-    def __str__(self) -> str:
-        return self.value
 
 
-class ProxyStatus(str, enum.Enum):
+class ProxyStatus(_Status):
     STARTING = "STARTING"
     HEALTHY = "HEALTHY"
     UNHEALTHY = "UNHEALTHY"
 
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass
