@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,data,train,serve]'
+	$(PY) -m pip install -q -e '.[test,data,train,serve,dashboard]'
 	touch $(STAMP)
 
 # An editable install is not byte-compiled as a regular one is, and where
@@ -44,7 +44,17 @@ slurm-tools:
 			slurm-wlm munge >/dev/null) || \
 		echo "could not install slurm-wlm and munge: the Slurm tests will be skipped" >&2
 
-test: lint bytecode netns-tools slurm-tools
+# The dashboard's browser test drives Debian's chromium with Playwright (never Playwright's own
+# browser download, which this network refuses); as root, install it when missing (the test
+# skips otherwise). Does nothing once /usr/bin/chromium is there.
+.PHONY: browser-tools
+browser-tools:
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			chromium >/dev/null) || \
+		echo "could not install chromium: the dashboard's browser test will be skipped" >&2
+
+test: lint bytecode netns-tools slurm-tools browser-tools
 	$(PY) -m pytest
 
 # Ray lives in a virtualenv of its own: it is a point of comparison, never a dependency.

@@ -77,10 +77,20 @@ def _logging(level: str) -> int:
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--autoscaling-config", default=None, type=click.Path(dir_okay=False),
               help="Grow and shrink the cluster as this YAML file says (Ray's format).")
+@click.option("--include-dashboard/--no-include-dashboard", default=None,
+              help="Serve the dashboard and /metrics (default: when the dashboard extra "
+                   "is installed).")
+@click.option("--dashboard-host", default=config.DASHBOARD_HOST, show_default=True,
+              help="Address the dashboard listens on; anything but loopback asks every "
+                   "request for the token derived from the cluster key.")
+@click.option("--dashboard-port", type=int, default=None,
+              help=f"The dashboard's port (default: {config.DASHBOARD_PORT}, or the next "
+                   "free one).")
 def head(host, port, num_cpus, num_gpus, resources, object_store_memory, state_dir,
-         insecure, daemon, log_level, autoscaling_config) -> None:
+         insecure, daemon, log_level, autoscaling_config, include_dashboard, dashboard_host,
+         dashboard_port) -> None:
     """Start a cluster's head, with a node agent for this machine."""
-    from zactor import _registry, _session
+    from zactor import _registry, _session, dashboard
     from zactor.head.__main__ import run_head
 
     res = _resources(resources)
@@ -115,11 +125,17 @@ def head(host, port, num_cpus, num_gpus, resources, object_store_memory, state_d
     if autoscaling is not None:
         autoscaling["provider"].setdefault("log_dir", state_dir)  # the nodes' output
         cfg["autoscaling"] = autoscaling
+    try:
+        cfg["dashboard"] = dashboard.spec(include_dashboard, dashboard_host, dashboard_port)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     record = []
 
     def on_ready(broker) -> None:
         address = broker.tcp_address
         text = _join_text(address, cfg.get("key_file"), insecure)
+        if broker.dashboard is not None:
+            text += f"The dashboard: {broker.dashboard.url}\n"
         click.echo(text, nl=False)
         record.append(_registry.register(_registry.HEADS, {
             "address": address, "ipc": cfg["address"], "state_dir": state_dir,
@@ -140,6 +156,8 @@ def head(host, port, num_cpus, num_gpus, resources, object_store_memory, state_d
     except zmq.ZMQError as exc:
         raise click.ClickException(f"cannot listen on {cfg['tcp']}: {exc} (is another head "
                                    "running there? zactor status tells)") from None
+    except OSError as exc:  # the dashboard's explicit port
+        raise click.ClickException(str(exc)) from None
     finally:
         for path in record:
             _registry.unregister(path)
@@ -180,11 +198,15 @@ def _join_text(address: str, key_file: str | None, insecure: bool) -> str:
                    "reaches the head).")
 @click.option("--port", type=int, default=0, show_default=True,
               help="This node's one TCP port, for object transfers (0: any free port).")
+@click.option("--metrics-port", type=int, default=0, show_default=True,
+              help="HTTP port serving this node's numbers as Prometheus text, on the node's "
+                   "address (0: any free port, -1: none); off loopback it asks for the "
+                   "cluster's token. zactor status lists it.")
 @click.option("--daemon", is_flag=True, help="Run in the background.")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def worker(address, num_cpus, num_gpus, resources, object_store_memory, node_ip_address, port,
-           daemon, log_level) -> None:
+           metrics_port, daemon, log_level) -> None:
     """Start a node agent for this machine and join the cluster at ADDRESS."""
     from zactor import _registry, _session
     from zactor.node.daemon import run_node
@@ -214,6 +236,7 @@ def worker(address, num_cpus, num_gpus, resources, object_store_memory, node_ip_
     cpus = num_cpus if num_cpus is not None else (os.cpu_count() or 1)
     gpus = num_gpus if num_gpus is not None else _session.detect_gpus()
     cfg = _session.node_config(address, ip, port, cpus, gpus, res, object_store_memory, lvl)
+    cfg["metrics_port"] = metrics_port
     path = _registry.register(_registry.NODES, {
         "address": address, "ip": ip, "node_id": cfg["node_id"],
         "session_dir": cfg["session_dir"], "shm_dir": cfg["shm_dir"]})
@@ -257,6 +280,8 @@ def render_status(report: dict) -> str:
     from zactor._tables import human_bytes, table
 
     out = [f"Cluster at {report['address']}"]
+    if report.get("dashboard_url"):
+        out.append(f"Dashboard: {report['dashboard_url']}")
     if report["insecure"]:
         out.append("WARNING: INSECURE cluster (--insecure): no encryption, no "
                    "authentication.")
@@ -273,9 +298,9 @@ def render_status(report: dict) -> str:
         mem = f"{human_bytes(n['store_used'])}/{human_bytes(n['store_capacity'])}"
         state = "alive" if n["alive"] else "removed" if n.get("removed") else "DEAD"
         rows.append([n["node_id"][:12], n["ip"], "head" if n["is_head"] else "worker",
-                     state, cpu, gpu, mem, n["workers"]])
+                     state, cpu, gpu, mem, n["workers"], _metrics_cell(n)])
     out += ["", "Nodes", table(["NODE", "IP", "ROLE", "STATE", "CPU", "GPU", "OBJECT STORE",
-                                "WORKERS"], rows, right={4, 5, 6, 7})]
+                                "WORKERS", "METRICS"], rows, right={4, 5, 6, 7})]
     states = report["actors_by_state"]
     out += ["", "Actors", table(["STATE", "COUNT"], [[k, v] for k, v in sorted(states.items())]
                                 or [["-", 0]], right={1})]
@@ -309,6 +334,16 @@ def render_status(report: dict) -> str:
             [[g["placement_group_id"][:12], g["name"] or "-", g["strategy"], g["state"],
               f"{g['placed']}/{g['bundles']}"] for g in groups], right={4})]
     return "\n".join(out)
+
+
+def _metrics_cell(node: dict) -> str:
+    """Where a node serves its Prometheus metrics, and whether it asks for the token; or
+    why it does not serve them."""
+    address = node.get("metrics_address")
+    if address:
+        return f"{address} (token)" if "token" in (node.get("metrics_note") or "") \
+            else address
+    return node.get("metrics_note") or "-"
 
 
 @click.command()

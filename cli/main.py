@@ -54,11 +54,12 @@ def memory(address: str, group_by: str, limit: int | None, as_json: bool) -> Non
 
 from zactor_cli import cluster as _cluster  # noqa: E402
 from zactor_cli import jobs as _jobs  # noqa: E402
+from zactor_cli import logs as _logs  # noqa: E402
 from zactor_cli import serve as _serve  # noqa: E402
 from zactor_cli import state as _state_cli  # noqa: E402
 
 for _command in (_cluster.head, _cluster.worker, _cluster.status, _cluster.stop, _jobs.job,
-                 _serve.serve, *_state_cli.COMMANDS):
+                 _serve.serve, *_state_cli.COMMANDS, *_logs.COMMANDS):
     cli.add_command(_command)
 
 

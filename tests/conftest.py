@@ -96,15 +96,16 @@ def _ours(proc: psutil.Process) -> bool:
 
 
 def zactor_head_processes(only_ours: bool = True) -> list[psutil.Process]:
-    """Live (non-zombie) processes whose command line mentions ``zactor.head`` or the CLI
-    (``zactor head`` and ``zactor worker`` started by zactor.testing.Cluster)."""
+    """Live (non-zombie) processes whose command line mentions ``zactor.head``, the
+    dashboard's process or the CLI (``zactor head`` and ``zactor worker`` started by
+    zactor.testing.Cluster)."""
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         if proc.pid == os.getpid():
             continue
         cmdline = " ".join(proc.info.get("cmdline") or [])
-        if ("zactor.head" not in cmdline and "zactor_cli.main" not in cmdline) or \
-                not _is_live(proc):
+        if not any(name in cmdline for name in ("zactor.head", "zactor.dashboard",
+                                                 "zactor_cli.main")) or not _is_live(proc):
             continue
         if only_ours and not _ours(proc):
             continue

@@ -32,6 +32,15 @@ class Talker:
         return os.getpid()
 
 
+@zactor.remote
+def log_warning(marker):
+    import logging
+    import os
+
+    logging.getLogger(__name__).warning("logged %s", marker)
+    return os.getpid()
+
+
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -86,3 +95,15 @@ def test_actor_stdout_is_prefixed_with_the_actor_class(capfd):
     match = read_until(capfd, rf"^\((\S+) pid=(\d+)\) actor {marker}$")
     assert "Talker" in match.group(1)
     assert int(match.group(2)) == pid
+
+
+@pytest.mark.timeout(60)
+def test_a_loggers_record_in_a_task_reaches_the_driver_with_the_workers_prefix(capfd):
+    """Workers are forked from the head after its logging.basicConfig: their records must
+    not go to the head's stderr under the head's label, but through the forwarded stderr."""
+    marker = uuid.uuid4().hex
+    pid = zactor.get(log_warning.remote(marker))
+    match = read_until(capfd, rf"^\((\S+) pid=(\d+)\) WARNING \S+: logged {marker}$")
+    assert "log_warning" in match.group(1)
+    assert int(match.group(2)) == pid
+    assert not re.search(rf"zactor head pid=\d+\).*logged {marker}", match.string)

@@ -28,10 +28,9 @@ _init_lock = threading.RLock()
 
 # Ray's init keywords that have no meaning here; accepted so Ray programs run unchanged.
 _IGNORED_INIT_KWARGS = frozenset({
-    "include_dashboard", "dashboard_host", "dashboard_port", "configure_logging",
-    "logging_format", "log_to_driver", "_temp_dir", "_system_config", "_metrics_export_port",
-    "local_mode", "job_config", "storage", "_node_ip_address", "_enable_object_reconstruction",
-    "_plasma_directory", "logging_config", "_skip_env_hook",
+    "configure_logging", "logging_format", "log_to_driver", "_temp_dir", "_system_config",
+    "_metrics_export_port", "local_mode", "job_config", "storage", "_node_ip_address",
+    "_enable_object_reconstruction", "_plasma_directory", "logging_config", "_skip_env_hook",
 })
 
 
@@ -56,12 +55,20 @@ def init(
     log_to_driver: bool = True,
     logging_level: int = logging.WARNING,
     runtime_env: dict | None = None,
+    include_dashboard: bool | None = None,
+    dashboard_host: str = config.DASHBOARD_HOST,
+    dashboard_port: int | None = None,
     **kwargs: Any,
-) -> dict:
+) -> ClusterContext:
     """Start (or join) a cluster and connect this process to it as a driver.
 
     With no ``address`` it starts an embedded local cluster: a head, a node agent and one warm
-    worker per logical CPU (``num_cpus`` overrides). Returns a dict describing the cluster.
+    worker per logical CPU (``num_cpus`` overrides). Returns a dict describing the cluster,
+    with the ``dashboard_url`` of its dashboard (None when it has none).
+
+    The dashboard is served on ``dashboard_host:dashboard_port`` (127.0.0.1:8265, or the
+    next free port, by default) when ``include_dashboard`` is True, or None and the
+    ``dashboard`` extra is installed; its process starts when the page is first opened.
 
     Example::
 
@@ -101,8 +108,11 @@ def init(
         cpus = (os.cpu_count() or 1) if num_cpus is None else num_cpus
         gpus = detect_gpus() if num_gpus is None else num_gpus
         spill_root = spill_root_from(kwargs.get("_system_config"))
+        from zactor import dashboard as _dashboard
+
+        dashboard = _dashboard.spec(include_dashboard, dashboard_host, dashboard_port)
         cluster = EmbeddedCluster(cpus, gpus, resources, object_store_memory, logging_level,
-                                  spill_root)
+                                  spill_root, dashboard)
         try:
             ns = namespace or _anonymous_namespace()
             core = CoreClient(cluster.address, "driver",
@@ -142,7 +152,7 @@ def _anonymous_namespace() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _connect(address: str, namespace: str | None, log_to_driver: bool) -> dict:
+def _connect(address: str, namespace: str | None, log_to_driver: bool) -> ClusterContext:
     """Join a running cluster as one more driver: ``tcp://HOST:PORT`` (encrypted, with the
     cluster key), ``ipc://...`` or ``"auto"`` (this user's newest cluster on this machine)."""
     from zactor import _registry
@@ -164,14 +174,46 @@ def _connect(address: str, namespace: str | None, log_to_driver: bool) -> dict:
     return _context_info()
 
 
-def _context_info() -> dict:
+class ClusterContext(dict):
+    """What ``init`` returns: a dict (``ctx["dashboard_url"]``) whose keys are also
+    attributes (``ctx.dashboard_url``), as Ray's context allows both; ``with zactor.init():``
+    shuts down on leaving the block, as Ray's does."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def address_info(self) -> dict:
+        """Ray's name for the addresses: the head's, and the dashboard's as ``webui_url``."""
+        return {"address": self["address"], "webui_url": self["dashboard_url"],
+                "session_dir": self["session"]}
+
+    def __enter__(self) -> ClusterContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        shutdown()
+
+    def disconnect(self) -> None:
+        """Ray's name for ``zactor.shutdown()`` from a context."""
+        shutdown()
+
+
+def _context_info() -> ClusterContext:
     core = _state.core
     driver = _state.driver
-    return {
+    return ClusterContext({
         "address": driver.address if driver else None,
         "session": core.welcome.get("session") if core else None,
         "namespace": driver.namespace if driver else None,
-    }
+        "dashboard_url": core.welcome.get("dashboard_url") if core else None,
+        "python_version": "{}.{}.{}".format(*sys.version_info[:3]),
+    })
 
 
 def is_initialized() -> bool:
@@ -189,6 +231,9 @@ def shutdown() -> None:
         _state.core = None
         _state.driver = None
         stop_cluster = driver is not None and driver.cluster is not None
+        metrics = sys.modules.get("zactor.util.metrics")
+        if metrics is not None:  # what it recorded since its last report goes first
+            metrics._flush(core)
         core.close(goodbye=(stop_cluster,))
         if stop_cluster:
             driver.cluster.stop()

@@ -75,7 +75,7 @@ class EmbeddedCluster:
 
     def __init__(self, num_cpus: int, num_gpus: int, resources: dict | None,
                  object_store_memory: int | None, log_level: int,
-                 spill_root: str | None = None) -> None:
+                 spill_root: str | None = None, dashboard: dict | None = None) -> None:
         root = socket_root()
         for name in remove_stale_sessions(root):
             log.info("removed stale session %s", name)
@@ -104,6 +104,7 @@ class EmbeddedCluster:
             "spill_dir": self.spill_dir,
             "sys_path": sys_path, "cwd": cwd, "local_node": True,
             "node_id": os.urandom(14).hex(), "log_level": log_level,
+            "dashboard": dashboard,
         }
         env = dict(os.environ)
         self.proc: _process.Child | None = _process.spawn_head([json.dumps(cfg)], env)

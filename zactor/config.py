@@ -114,8 +114,33 @@ CLIENT_PING_S: float = _env_float("CLIENT_PING_S", 2.0)
 CLIENT_TIMEOUT_S: float = _env_float("CLIENT_TIMEOUT_S", 30.0)
 #: Bytes a job's log may grow to; past that its older half goes.
 JOB_LOG_MAX: int = _env_int("JOB_LOG_MAX", 100 * 1024 * 1024)
+#: Bytes a worker's log file (``<session dir>/logs/worker-<pid>.log``) grows to before it is
+#: rotated to ``.1`` (the previous ``.1`` goes): a worker's output takes at most about twice
+#: this on its node's disk. 0: workers keep no log files (their output still reaches drivers).
+WORKER_LOG_MAX_BYTES: int = _env_int("WORKER_LOG_MAX_BYTES", 16 * 1024 * 1024)
+#: Bytes of a log file one answer to ``zactor logs`` / get_log carries at most (longer reads
+#: take several); the head reads its own node's files in its event loop, so this stays small.
+LOG_READ_MAX_BYTES: int = _env_int("LOG_READ_MAX_BYTES", 1024 * 1024)
+#: Seconds the head waits for another node's answer to a log request before it gives up.
+LOG_REQUEST_TIMEOUT_S: float = _env_float("LOG_REQUEST_TIMEOUT_S", 20.0)
+#: Seconds between two reads of a followed log (get_log(follow=True), zactor logs -f).
+LOG_FOLLOW_INTERVAL_S: float = _env_float("LOG_FOLLOW_INTERVAL_S", 0.5)
 #: Seconds a stopped job's processes get after SIGTERM before SIGKILL.
 JOB_STOP_GRACE_S: float = _env_float("JOB_STOP_GRACE_S", 3.0)
+
+#: Where the head serves the dashboard page and /metrics (Ray's defaults). A port taken by
+#: another program (or another cluster's dashboard) moves up by one, DASHBOARD_PORT_TRIES
+#: times, when the default was asked for; a port given explicitly must be free.
+DASHBOARD_HOST: str = os.environ.get("ZACTOR_DASHBOARD_HOST", "127.0.0.1")
+DASHBOARD_PORT: int = _env_int("DASHBOARD_PORT", 8265)
+DASHBOARD_PORT_TRIES: int = _env_int("DASHBOARD_PORT_TRIES", 50)
+#: Seconds between the page's live updates (server-sent events), while a page is open.
+DASHBOARD_REFRESH_S: float = _env_float("DASHBOARD_REFRESH_S", 1.0)
+#: Rows of each kind one update carries (the newest tasks, the objects...): a page stays
+#: light however large the cluster's history is.
+DASHBOARD_ROWS_MAX: int = _env_int("DASHBOARD_ROWS_MAX", 500)
+#: Times the dashboard's process may die within a minute before the head stops restarting it.
+DASHBOARD_RESTARTS_MAX: int = _env_int("DASHBOARD_RESTARTS_MAX", 5)
 
 #: Where runtime environments' packages, unpacked directories and virtualenvs are kept on a
 #: machine, shared by its nodes (empty: /tmp/zactor-<uid>/runtime_resources).
@@ -136,3 +161,11 @@ RUNTIME_ENV_SETUP_TIMEOUT_S: float = _env_float("RUNTIME_ENV_SETUP_TIMEOUT_S", 6
 TASK_HISTORY_MAX: int = _env_int("TASK_HISTORY_MAX", 10_000)
 #: Actors that died and that no handle reaches any more, kept for the state API.
 DEAD_ACTORS_MAX: int = _env_int("DEAD_ACTORS_MAX", 1_000)
+
+#: Seconds between a process's reports of its user metrics (zactor.util.metrics) to the head:
+#: counters and histograms as what changed since the last report, gauges as their last value.
+METRICS_REPORT_INTERVAL_S: float = _env_float("METRICS_REPORT_INTERVAL_S", 2.0)
+#: User metric series (a name and one set of tag values) the head keeps at most; records of
+#: further series are counted and dropped (zactor_metrics_series_dropped_total), with one
+#: warning in the head's log.
+METRICS_SERIES_MAX: int = _env_int("METRICS_SERIES_MAX", 10_000)

@@ -74,6 +74,10 @@ class Msg(enum.IntEnum):
     FETCH = 40
     CHUNK = 41
     PUSH = 42  # a driver on a machine without a node writes a large object into the head's
+    # head -> agent: a request on the node's log files (zactor.node.logs); agent -> head: the
+    # answer. The head's own node needs neither: the head reads those files itself.
+    LOG_READ = 50
+    LOG_DATA = 51
 
 
 #: Field names of each message type, in wire order. Payload frames are noted after "|".
@@ -139,6 +143,10 @@ FIELDS: dict[Msg, tuple[str, ...]] = {
     # dest: the "alloc" answer (["arena", offset, seal, hot] or ["file", path]); the bytes at
     # ``offset`` of the object's layout follow; ``last``: the seal goes on after them.
     Msg.PUSH: ("oid", "dest", "offset", "last"),  # | the bytes
+    # op: "list" (args [glob | None]) or "read" (args [filename, offset, length, tail lines])
+    Msg.LOG_READ: ("req", "op", "args"),
+    # value: what zactor.node.logs.LogDir.handle returned (ok), or [error class, message]
+    Msg.LOG_DATA: ("req", "ok", "value"),
 }
 
 _ARITY = {m: len(f) for m, f in FIELDS.items()}

@@ -105,6 +105,50 @@ def from_text(text: str | None) -> Credentials | None:
     return INSECURE if text == INSECURE_TEXT else Credentials.parse(text, "the key given")
 
 
+#: What :func:`http_token` signs: a token for HTTP only, never the key itself.
+_HTTP_LABEL = b"zactor-http-token-v1"
+
+
+def http_token(creds: Credentials) -> str:
+    """The bearer token of the cluster's HTTP endpoints (node metrics ports, the dashboard):
+    HMAC-SHA256 of a fixed label keyed by the cluster's client secret, as hex. Whoever holds
+    the cluster key can compute it; it reveals nothing of the key. ``--insecure`` clusters
+    have no credentials, hence no token (ValueError).
+
+    Example::
+
+        token = http_token(read_key_file(path))
+        httpx.get(url, headers={"Authorization": f"Bearer {token}"})
+    """
+    import hashlib
+    import hmac
+
+    if creds is None or creds is INSECURE or not creds.client_secret:
+        raise ValueError("an insecure cluster has no credentials, hence no HTTP token")
+    return hmac.new(creds.client_secret, _HTTP_LABEL, hashlib.sha256).hexdigest()
+
+
+def carries_token(authorization: str, token: str) -> bool:
+    """Whether an HTTP ``Authorization`` header carries ``token``: ``Bearer <token>``, or
+    basic auth with any user name and the token as the password (what Prometheus's
+    ``basic_auth`` and browsers send). Compared in constant time."""
+    import base64
+    import hmac
+
+    scheme, _, value = authorization.partition(" ")
+    scheme = scheme.lower()
+    if scheme == "bearer":
+        given = value.strip()
+    elif scheme == "basic":
+        try:
+            given = base64.b64decode(value.strip(), validate=True).decode().partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            return False
+    else:
+        return False
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
 def write_key_file(path: str, creds: Credentials) -> None:
     """Write ``creds`` to ``path``, readable by this user only (the file never exists with
     wider permissions, even for a moment)."""

@@ -98,3 +98,14 @@ def recv_parts(sock: zmq.Socket) -> list[bytes]:
     while _get(sock, RCVMORE):
         parts.append(_recv(sock))
     return parts
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address, or "localhost") is this machine's loopback: HTTP
+    endpoints bound there need no token (zactor.dashboard, node metrics ports)."""
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

@@ -40,6 +40,7 @@ from zactor.exceptions import ObjectLostError
 from zactor.head.actors import ActorManager
 from zactor.head.control_log import ControlLog
 from zactor.head.jobs import JobManager
+from zactor.head.metrics import UserMetrics
 from zactor.head.nodes import RemoteAgent
 from zactor.head.objects import ObjectDirectory
 from zactor.head.placement_groups import PlacementGroups
@@ -131,6 +132,11 @@ class Broker:
             self.later(0.0, self.autoscaler.update)
         self.sys_path: list[str] = list(cfg.get("sys_path", []))
         self.dropped = 0
+        # Totals for zactor.head.metrics: counted per batch of messages read, and per send.
+        self.messages_received = 0
+        self.messages_sent = 0
+        self.started_at = time.monotonic()
+        self.user_metrics = UserMetrics()  # zactor.util.metrics, as processes report them
         self.refused_hellos = 0  # peers of another version (refused connections: refusals)
         self.functions_received = 0  # SUBMITs that carried a function or class
         self.direct_calls = 0  # actor calls booked on the live incarnation from a CALLED
@@ -160,6 +166,7 @@ class Broker:
             Msg.WORKER_EXIT: self.on_worker_exit,
             Msg.NODE_EVENT: self.on_node_event,
             Msg.PACKAGE: lambda agent, fields: self.envs.on_package(agent, fields),
+            Msg.LOG_DATA: lambda agent, fields: agent.on_log_data(fields),
         }
         if agent is not None:
             node = Node(agent.node_id, agent, agent.resources, agent.info)
@@ -174,6 +181,23 @@ class Broker:
                 self.puller.on_socket = self._watch_puller
         if self.control is not None:
             self._restore()
+        self.dashboard = None
+        if cfg.get("dashboard"):
+            self.dashboard = self._start_dashboard(cfg["dashboard"])
+
+    def _start_dashboard(self, spec: dict):
+        """The dashboard's port (its process starts on the first connection): a port asked
+        for explicitly must be free, else the head does not start; the default one that
+        cannot be had only costs the dashboard."""
+        from zactor.dashboard._launcher import Dashboard
+
+        try:
+            return Dashboard(self, spec["host"], spec["port"], spec.get("explicit", False))
+        except OSError as exc:
+            if spec.get("explicit"):
+                raise
+            log.warning("%s; running without a dashboard", exc)
+            return None
 
     def _restore(self) -> None:
         """Take over the state a previous head of this state directory left (if any)."""
@@ -206,6 +230,7 @@ class Broker:
     def send(self, identity: bytes, header: bytes, frames: tuple | list = ()) -> None:
         # Peers on TCP have identities that start with a lower-case letter (CoreClient).
         sock = self._remote_sock if identity[0] >= 97 else self.sock
+        self.messages_sent += 1
         try:
             send_routed(sock, identity, header, frames)
         except zmq.ZMQError as exc:  # pragma: no cover - peer vanished mid-send
@@ -257,16 +282,18 @@ class Broker:
             events = zmq_poll(self.watched, 100 if self.remote_agents else 1000)
             for sock_or_fd, _ in events:
                 if sock_or_fd is sock:
-                    for _ in range(2000):
+                    for n in range(1, 2001):  # n: the messages read, counted once per batch
                         try:
                             frames = recv_parts(sock)
                         except zmq.Again:
+                            n -= 1
                             break
                         handle(frames)
                         if self.stopping:
                             return
                         if not has_message(sock):
                             break
+                    self.messages_received += n
                 else:
                     on_ready = handlers.get(sock_or_fd)
                     if on_ready is not None:
@@ -308,10 +335,11 @@ class Broker:
     def _on_tcp(self) -> None:
         sock = self.tcp
         handle = self.handle
-        for _ in range(2000):
+        for n in range(1, 2001):
             try:
                 frames = recv_parts(sock)
             except zmq.Again:
+                n -= 1
                 break
             if frames[0][:1].isupper():  # a TCP peer posing as a local one
                 self.drop("a TCP peer with a local identity")
@@ -319,6 +347,7 @@ class Broker:
                 handle(frames)
             if self.stopping or not has_message(sock):
                 break
+        self.messages_received += n
 
     def _on_driver_exit(self) -> None:
         log.info("the driver exited; the head stops")
@@ -551,6 +580,7 @@ class Broker:
             "resources": self.scheduler.totals(),
             # A cluster head can be restarted: its clients reconnect (zactor._client).
             "restartable": bool(self.control is not None),
+            "dashboard_url": self.dashboard.url if self.dashboard is not None else None,
         }
         if node is None and self.head_node is not None and self.tcp is not None:
             # No node on its machine: it pushes large objects into the head's node.
@@ -665,6 +695,8 @@ class Broker:
 
     def on_heartbeat(self, agent: RemoteAgent, fields: list) -> None:
         agent.heard(fields[1])
+        agent.heartbeats += 1
+        agent.last_heartbeat = agent.last_heard
         agent.send(encode(Msg.HEARTBEAT, fields[0], None))
 
     def on_worker_exit(self, agent: RemoteAgent, fields: list) -> None:
@@ -731,6 +763,7 @@ class Broker:
             if not expected:  # (one let go was told to stop: it must not start again)
                 agent.send(encode(Msg.RESTART, "dead"))  # heard only if it is still there
             agent.store.died()
+            agent.logs_failed(why)
         node.starting = 0
         node.env_starting.clear()
         node.idle.clear()
@@ -994,6 +1027,8 @@ class Broker:
         """Stop the node agent (it stops the workers and removes the object files), exit.
         Node agents of other machines are told to stop too."""
         self.jobs.shutdown()
+        if self.dashboard is not None:
+            self.dashboard.shutdown()
         for agent in self.remote_agents.values():
             agent.send(encode(Msg.SHUTDOWN))
         if self.autoscaler is not None:

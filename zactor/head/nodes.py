@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from zactor import config
 from zactor.protocol import Msg, encode
 
 if TYPE_CHECKING:
@@ -34,9 +35,14 @@ class RemoteAgent:
         self.total_memory = float(info.get("total_memory") or 0.0)
         self.memory_available = self.total_memory
         self.last_heard = time.monotonic()
+        self.last_heartbeat = self.last_heard  # and heartbeats had: zactor.head.metrics
+        self.heartbeats = 0
         self.stats: dict = {}
         self.store = StoreProxy(self, info.get("arena") or [None, 0])
         self.transfer_address: str = info.get("transfer", "")
+        # Log requests sent to the agent (LOG_READ), by request number, until it answers.
+        self._log_answers: dict[int, Callable] = {}
+        self._log_reqs = itertools.count(1)
 
     def send(self, header: bytes) -> None:
         self.head.send(self.identity, header)  # a lower-case identity: the TCP socket
@@ -49,6 +55,33 @@ class RemoteAgent:
 
     def available_memory(self) -> float:
         return self.memory_available
+
+    def read_logs(self, op: str, args, respond: Callable) -> None:
+        """Ask the agent for its log files (zactor.node.logs); ``respond(ok, value)`` once
+        it answers, or with an error if it does not in ``LOG_REQUEST_TIMEOUT_S`` or its
+        node dies first (logs_failed): a request on a node never hangs."""
+        req = next(self._log_reqs)
+        self._log_answers[req] = respond
+        self.send(encode(Msg.LOG_READ, req, op, args))
+        self.head.later(config.LOG_REQUEST_TIMEOUT_S, lambda: self._log_answered(
+            req, False, ["ValueError", f"node {self.node_id.hex()[:12]} did not answer a "
+                         f"log request in {config.LOG_REQUEST_TIMEOUT_S:.0f} s"]))
+
+    def _log_answered(self, req, ok, value) -> None:
+        respond = self._log_answers.pop(req, None)
+        if respond is not None:
+            respond(bool(ok), value)
+
+    def on_log_data(self, fields: list) -> None:
+        """LOG_DATA: the agent's answer to one of read_logs' requests."""
+        self._log_answered(*fields)
+
+    def logs_failed(self, why: str) -> None:
+        """The node died: every log request still waiting for it is answered with why."""
+        answers, self._log_answers = self._log_answers, {}
+        for respond in answers.values():
+            respond(False, ["ValueError", f"node {self.node_id.hex()[:12]} died before it "
+                            f"answered: {why}"])
 
     def heard(self, stats: dict | None = None) -> None:
         self.last_heard = time.monotonic()

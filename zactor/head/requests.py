@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from zactor.head import memory, state, status
+from zactor.head import memory, metrics, state, status
 from zactor.protocol import Msg, ProtocolError, encode
 
 if TYPE_CHECKING:
@@ -62,6 +62,11 @@ class Requests:
             "state": lambda c, a, r: state.query(self.head, a),
             "state_summary": lambda c, a, r: state.summary(self.head, a),
             "timeline": lambda c, a, r: state.timeline(self.head, a),
+            # zactor logs, zactor.util.state.list_logs / get_log (zactor.node.logs)
+            "logs": self.logs,
+            # Prometheus (zactor._metrics_export) and zactor.util.metrics (zactor.head.metrics)
+            "metrics": lambda c, a, r: metrics.snapshot(self.head),
+            "metrics_report": self.metrics_report,
             "stats": self.stats,
             "store_stats": self.store_stats,
             "worker_pids": self.worker_pids,
@@ -131,6 +136,12 @@ class Requests:
         """zactor status: nodes, actors by state, pending work, refusals."""
         return status.report(self.head)
 
+    def metrics_report(self, client: Client, args: Any, req_id: int) -> Any:
+        """A process's user metrics since its last report (zactor.util.metrics, sent with
+        ``tell``: request id 0, no reply is sent)."""
+        self.head.user_metrics.report(args)
+        return LATER if req_id == 0 else True
+
     def outstanding(self, client: Client, args: Any, req_id: int) -> Any:
         """Tasks and calls of this client not finished yet (a driver exiting waits for them)."""
         return sum(1 for t in self.head.tasks.tasks.values()
@@ -168,6 +179,43 @@ class Requests:
         if worker is not None and worker.actor is not None and worker.actor.actor_id == args:
             self.head.actors.exited(worker.actor)
         return True
+
+    # -- log files ---------------------------------------------------------------------------
+
+    def logs(self, client: Client, args: Any, req_id: int) -> Any:
+        """``[node id (hex, or a unique prefix of one; None: the head's node), op, args]``:
+        list or read that node's log files (zactor.node.logs). The head reads its own
+        node's itself; another node's agent is asked (LOG_READ), and the reply goes when it
+        answers, or fails when it does not (zactor.head.nodes.RemoteAgent.read_logs)."""
+        if not (isinstance(args, list) and len(args) == 3 and isinstance(args[1], str)):
+            raise ValueError("logs: expected [node id, operation, arguments]")
+        node_hex, op, op_args = args
+        head = self.head
+        if node_hex is None:
+            node = head.head_node
+            if node is None:
+                raise ValueError("the head runs no node of its own: name a node (node_id)")
+        else:
+            node = self._node_by_hex(node_hex)
+        if not node.alive:
+            raise ValueError(f"node {node.node_id.hex()[:12]} is dead: the logs of dead nodes "
+                             "cannot be read")
+        node.agent.read_logs(op, op_args,
+                             lambda ok, value: self.reply(client, req_id, ok, value))
+        return LATER
+
+    def _node_by_hex(self, text: Any) -> Any:
+        if not isinstance(text, str) or not text or \
+                any(ch not in "0123456789abcdef" for ch in text.lower()):
+            raise ValueError(f"{text!r} is not a node id")
+        text = text.lower()
+        found = [n for n in self.head.scheduler.nodes.values()
+                 if n.node_id.hex().startswith(text)]
+        if not found:
+            raise ValueError(f"no node with id {text}")
+        if len(found) > 1:
+            raise ValueError(f"{text} is the start of several nodes' ids: give more of it")
+        return found[0]
 
     # -- the object store --------------------------------------------------------------------
 

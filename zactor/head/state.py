@@ -62,6 +62,7 @@ class TaskHistory:
     def __init__(self, maxlen: int, dead_actors_max: int | None = None) -> None:
         self.done: collections.deque = collections.deque(maxlen=max(1, maxlen))
         self.recorded = 0  # ever, to tell how many the ring forgot
+        self.failed = 0  # of those, the ones that ended in an error (zactor.head.metrics)
         self.dead_actors: collections.deque = collections.deque(
             maxlen=max(1, dead_actors_max or config.DEAD_ACTORS_MAX))
 
@@ -89,6 +90,8 @@ class TaskHistory:
                         start = worker.last_end
                 worker.last_end = end
         self.recorded += 1
+        if task.error is not None:
+            self.failed += 1
         self.done.append((task.task_id, spec[S.NAME], spec[S.KIND], spec[S.ACTOR_ID],
                           task.parent, node.node_id if node is not None else None, pid, key,
                           task.created, start, end, task.error, task.attempt))
@@ -241,6 +244,8 @@ def actor_row(head: Broker, actor: ActorRecord) -> dict:
         "placement_group_id": strategy[1].hex() if strategy and strategy[0] == "pg" and
         isinstance(strategy[1], bytes) else None,
         "required_resources": dict(create.hold), "repr_name": "",
+        # zactor's own: the supervision tree (zactor.supervision), drawn by the dashboard
+        "supervisor_id": actor.supervisor.hex() if actor.supervisor is not None else None,
     }
 
 

@@ -15,8 +15,14 @@ if TYPE_CHECKING:
 def report(head: Broker) -> dict[str, Any]:
     sched = head.scheduler
     nodes = []
+    dashboard = head.dashboard
     for node in sched.nodes.values():
         store = node.agent.store.stats() if node.alive else {}
+        metrics = node.info.get("metrics_address") or ""
+        note = node.info.get("metrics_note") or ""
+        if node is head.head_node and dashboard is not None:  # its numbers: the head's
+            metrics = dashboard.url.split("/?")[0] + "/metrics"
+            note = "asks for the cluster's token" if dashboard.token else ""
         nodes.append({
             "node_id": node.node_id.hex(), "ip": node.info.get("ip", ""),
             "hostname": node.info.get("hostname", ""), "alive": node.alive,
@@ -27,6 +33,8 @@ def report(head: Broker) -> dict[str, Any]:
                           if not k.startswith("node:")},
             "workers": len(node.workers),
             "store_used": store.get("used", 0), "store_capacity": store.get("capacity", 0),
+            # its Prometheus port (zactor worker --metrics-port), or why it has none
+            "metrics_address": metrics, "metrics_note": note,
         })
     by_state: collections.Counter = collections.Counter()
     actors = []
@@ -54,6 +62,7 @@ def report(head: Broker) -> dict[str, Any]:
               for g in head.pgs.groups.values() if g.state != "REMOVED"]
     return {
         "address": head.tcp_address or head.address,
+        "dashboard_url": head.dashboard.url if head.dashboard is not None else None,
         "encrypted": head.tcp is not None and head.auth is not None,
         "insecure": bool(head.cfg.get("insecure")),
         "refused_connections": head.refusals.refused if head.refusals else 0,

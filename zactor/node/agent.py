@@ -19,6 +19,7 @@ import os
 from zactor import _process, config
 from zactor._process import remove_tree
 from zactor._session import host_id
+from zactor.node.logs import LogDir
 from zactor.node.store import ObjectStore
 from zactor.node.zygote import ZygoteHandle, start_zygote
 from zactor.runtime_env import _setup
@@ -58,6 +59,28 @@ def node_resources(cfg: dict) -> dict[str, float]:
     return res
 
 
+def logs_dir_of(cfg: dict) -> str:
+    """The node's log directory: ``logs/`` in its session directory (the directory of the
+    head's socket, for an embedded cluster's head)."""
+    if cfg.get("logs_dir"):
+        return cfg["logs_dir"]
+    session_dir = cfg.get("session_dir")
+    if not session_dir and cfg["address"].startswith("ipc://"):
+        session_dir = os.path.dirname(cfg["address"][len("ipc://"):])
+    return os.path.join(session_dir or cfg["shm_dir"], "logs")
+
+
+def answer_logs(logs: LogDir, op: str, args) -> tuple[bool, object]:
+    """(ok, value) of a log request, as a REPLY carries it: a bad request or a missing file
+    is a ValueError for the client, never an exception out of the caller's loop."""
+    try:
+        return True, logs.handle(op, args)
+    except (ValueError, TypeError) as exc:
+        return False, ["ValueError", str(exc)]
+    except OSError as exc:
+        return False, ["ValueError", f"reading the node's logs failed: {exc}"]
+
+
 class NodeAgent:
     """This machine's agent. Create it before any ZeroMQ context exists in the process."""
 
@@ -66,13 +89,17 @@ class NodeAgent:
         self.shm_dir = cfg["shm_dir"]
         self.resources = node_resources(cfg)
         self.total_memory = total_memory()
+        # The workers' log files (zactor.node.logs): in the session directory, so they go
+        # with the node (the head's machine: with the cluster) and are never another's.
+        self.logs = LogDir(logs_dir_of(cfg))
         # Workers reach the head as the agent does: over ipc on the head's machine, over
         # TCP with the cluster key elsewhere.
         worker_cfg = {"address": cfg.get("worker_address") or cfg["address"],
                       "node_id": cfg["node_id"], "shm_dir": cfg["shm_dir"],
                       "log_level": cfg.get("log_level", 30), "key": cfg.get("key"),
                       "node_ip": cfg.get("ip", "127.0.0.1"),
-                      "runtime_dir": _setup.root_dir()}
+                      "runtime_dir": _setup.root_dir(), "logs_dir": self.logs.path,
+                      "log_max_bytes": config.WORKER_LOG_MAX_BYTES}
         self.zygote: ZygoteHandle = start_zygote(worker_cfg)
         # After the zygote's fork: workers must not inherit the store's descriptor, whose
         # locks are the store's own.
@@ -92,6 +119,11 @@ class NodeAgent:
 
     def spawn(self, count: int, env_key: str | None = None, env: dict | None = None) -> None:
         self.zygote.spawn(count, env_key, env)
+
+    def read_logs(self, op: str, args, respond) -> None:
+        """A log request (zactor.node.logs), answered at once with ``respond(ok, value)``:
+        the files are on this machine."""
+        respond(*answer_logs(self.logs, op, args))
 
     def kill(self, pid: int, sig: int) -> None:
         if pid in self.workers:

@@ -2,9 +2,10 @@
 
     head ◄──DEALER (CURVE)── NodeDaemon ──► NodeAgent: zygote, workers, the node's store
       │   NODE_HELLO, HEARTBEAT,   │  ▲
-      │   WORKER_EXIT, NODE_EVENT  │  └── ROUTER on the node's one TCP port: other nodes pull
-      └── SPAWN, KILL_WORKER,      │      this node's objects (TransferServer)
-          STORE, RESTART ──────────┘  Puller: this node pulls objects it needs from others
+      │   WORKER_EXIT, NODE_EVENT, │  └── ROUTER on the node's one TCP port: other nodes pull
+      │   LOG_DATA                 │      this node's objects (TransferServer)
+      └── SPAWN, KILL_WORKER,      │  Puller: this node pulls objects it needs from others
+          STORE, RESTART, LOG_READ ┘
 
 The same NodeAgent class runs inside the head on the head's machine; here a loop of its own
 turns the head's messages into calls on it. Heartbeats go out from this loop every
@@ -14,6 +15,11 @@ dead only when its agent is gone, stopped or cut off. Workers connect to the hea
 If the head stays silent for ``HEAD_TIMEOUT_S`` the agent stops its workers and exits: nothing
 outlives a cluster. A head that declared this node dead answers with RESTART: the agent kills
 its workers, empties its store and joins again as a new node.
+
+The agent also serves its own numbers (store, spills, workers, heartbeats, uptime) as
+Prometheus text on an HTTP port of the node's address (``zactor worker --metrics-port``,
+see ``_metrics_port``), on a thread that reads only what this loop hands it; the port
+outlives the agent's clean restarts and is named in its hello, so ``zactor status`` lists it.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from zactor import _process, config
 from zactor._version import peer_versions
 from zactor.comm.security import Credentials, to_text
 from zactor.comm.transport import bound_address, dealer, router
-from zactor.node.agent import NodeAgent
+from zactor.node.agent import NodeAgent, answer_logs
 from zactor.node.packages import PackageFetcher
 from zactor.node.transfer import Puller, TransferServer
 from zactor.protocol import Msg, ProtocolError, Refused, decode, encode
@@ -40,9 +46,15 @@ log = logging.getLogger(__name__)
 class NodeDaemon:
     """Run with :meth:`run`; build it before any ZeroMQ context exists (it forks)."""
 
-    def __init__(self, cfg: dict, creds: Credentials) -> None:
+    def __init__(self, cfg: dict, creds: Credentials, metrics: dict | None = None) -> None:
         self.cfg = cfg
         self.creds = creds
+        # The metrics port (run_node starts it once, for every incarnation of the agent):
+        # where it is, and the holder through which it reads this agent's numbers.
+        self.metrics = metrics or {"address": "", "note": "not started"}
+        self.metrics["daemon"] = self
+        self.started = time.monotonic()
+        self.last_stats: dict = {}
         cfg["key"] = to_text(creds)
         cfg["worker_address"] = cfg["address"]
         self.agent = NodeAgent(cfg)
@@ -86,6 +98,8 @@ class NodeDaemon:
         agent = self.agent
         info = {**agent.info, **peer_versions(), "transfer": self.transfer_address,
                 "pid": os.getpid(), "workers": sorted(agent.workers),
+                "metrics_address": self.metrics["address"],
+                "metrics_note": self.metrics["note"],
                 # set by the autoscaler's provider: which of its launches this node is
                 "launch_tag": os.environ.get("ZACTOR_NODE_TAG")}
         self._send(encode(Msg.NODE_HELLO, agent.node_id, agent.resources, info))
@@ -107,7 +121,27 @@ class NodeDaemon:
         stats = {"memory_available": self.agent.available_memory(),
                  "store": store.stats(), "served": self.server.served_bytes,
                  "pulled": self.puller.pulled_bytes}
+        self.last_stats = stats  # what the metrics port shows (read on its thread)
         self._send(encode(Msg.HEARTBEAT, self.seq, stats))
+
+    def metrics_snapshot(self) -> dict:
+        """This node's own numbers, for its metrics port (called on the port's thread: it
+        reads only what the loop replaced whole, never the store's tables)."""
+        stats = self.last_stats
+        store = stats.get("store") or {}
+        return {
+            "node_id": self.agent.node_id.hex(), "ip": self.cfg["ip"],
+            "store_used_bytes": store.get("used", 0),
+            "store_capacity_bytes": store.get("capacity", self.agent.store.capacity),
+            "bytes_on_disk": store.get("bytes_on_disk", 0),
+            "spilled_objects_total": store.get("spilled_total", 0),
+            "spilled_bytes_total": store.get("spilled_bytes_total", 0),
+            "workers": len(self.agent.workers), "heartbeats_sent_total": self.seq,
+            "uptime_s": time.monotonic() - self.metrics.get("since", self.started),
+            "served_bytes_total": stats.get("served", 0),
+            "pulled_bytes_total": stats.get("pulled", 0),
+            "connected": 1 if self.welcomed else 0,
+        }
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -192,6 +226,9 @@ class NodeDaemon:
             self.welcomed = True
         elif mtype == Msg.RESTART:
             self._restart(fields[0])
+        elif mtype == Msg.LOG_READ:  # zactor logs: the files of this node's workers
+            req, op, args = fields
+            self._send(encode(Msg.LOG_DATA, req, *answer_logs(agent.logs, op, args)))
         elif mtype == Msg.SHUTDOWN:
             log.info("the head stopped the cluster")
             self.stopping = True
@@ -254,10 +291,11 @@ def run_node(cfg: dict, creds: Credentials) -> int:
             raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, on_signal)
+    metrics = _metrics_port(cfg, creds)
     try:
         while True:
             os.makedirs(cfg["shm_dir"], mode=0o700, exist_ok=True)
-            daemon = NodeDaemon(dict(cfg), creds)
+            daemon = NodeDaemon(dict(cfg), creds, metrics)
             try:
                 code = daemon.run()
             except SystemExit:
@@ -270,5 +308,48 @@ def run_node(cfg: dict, creds: Credentials) -> int:
                 return code
             cfg = {**cfg, "node_id": os.urandom(14).hex()}  # a new node: nothing of the old
     finally:
+        server = metrics.get("server")
+        if server is not None:
+            server.close()
         if cfg.get("session_dir"):
             _process.remove_tree(cfg["session_dir"])
+
+
+def _metrics_port(cfg: dict, creds: Credentials) -> dict:
+    """Start the node's metrics port (``zactor worker --metrics-port``, 0: a free port, -1:
+    none) on the node's IP: Prometheus text of this agent's own numbers. Off loopback, on a
+    cluster with credentials, it asks for the cluster's token (security.http_token)."""
+    from zactor import _metrics_export
+    from zactor.comm.security import INSECURE, http_token
+    from zactor.comm.transport import is_loopback
+
+    metrics: dict = {"address": "", "note": "", "since": time.monotonic()}
+    port = cfg.get("metrics_port", 0)
+    if port is None or port < 0:
+        metrics["note"] = "off (--metrics-port -1)"
+        return metrics
+    if not _metrics_export.available():
+        metrics["note"] = "prometheus_client is not installed (pip install 'zactor[dashboard]')"
+        log.info("no metrics port: %s", metrics["note"])
+        return metrics
+    ip = cfg["ip"]
+    try:
+        sock = _metrics_export.listen(ip, port)
+    except OSError as exc:
+        metrics["note"] = f"cannot listen on {ip}:{port}: {exc}"
+        log.warning("no metrics port: %s", metrics["note"])
+        return metrics
+    token = None
+    if creds is not INSECURE and not is_loopback(ip):
+        token = http_token(creds)
+
+    def fetch() -> dict:
+        daemon = metrics.get("daemon")  # None only for a moment, before the first agent
+        return daemon.metrics_snapshot() if daemon is not None else \
+            {"node_id": cfg["node_id"], "ip": ip}
+
+    server = _metrics_export.MetricsServer(
+        sock, lambda: _metrics_export.node_registry(fetch), token)
+    metrics.update(server=server, address=server.url,
+                   note="the cluster's token" if token else "open (loopback or --insecure)")
+    return metrics

@@ -16,21 +16,32 @@ Filters and limits are applied by the head, so that a list never pulls the whole
 
 Rows are dicts whose keys are also attributes (``task.state`` as ``task["state"]``), as
 Ray's state dataclasses allow both.
+
+Logs, as Ray's log API: ``list_logs`` names a node's log files (its workers' output, one
+file per worker), ``get_log`` yields the lines of one, or only one task's or one actor's
+lines, cut out of their worker's file by the markers it writes (zactor.node.logs)::
+
+    for line in get_log(task_id=ref.task_id().hex()):
+        print(line)
 """
 
 from __future__ import annotations
 
 import json
+import re
+import time
+from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from zactor import _state
 from zactor._tables import human_bytes, table
 
 __all__ = [
-    "StateRow", "get_actor", "get_node", "get_placement_group", "get_task", "get_worker",
-    "list_actors", "list_jobs", "list_nodes", "list_objects", "list_placement_groups",
-    "list_tasks", "list_workers", "memory_summary", "summarize_actors", "summarize_objects",
-    "summarize_tasks", "timeline",
+    "StateRow", "get_actor", "get_log", "get_node", "get_placement_group", "get_task",
+    "get_worker", "list_actors", "list_jobs", "list_logs", "list_nodes", "list_objects",
+    "list_placement_groups", "list_tasks", "list_workers", "memory_summary",
+    "summarize_actors", "summarize_objects", "summarize_tasks", "timeline",
 ]
 
 GROUPS = ("node", "owner")
@@ -55,22 +66,48 @@ class StateRow(dict):
             raise AttributeError(name) from None
 
 
+class _Session:
+    """A connection to the head for one or more requests: this process's own, inside a
+    driver or a worker; else an observer's, made here and closed by :meth:`close` (a
+    followed log asks many times: it connects once)."""
+
+    def __init__(self, address: str | None, timeout: float | None) -> None:
+        self.timeout = timeout
+        self._own = None
+        core = _state.core
+        driver = _state.driver
+        if core is not None and (address in (None, "auto") or
+                                 (driver is not None and address == driver.address)):
+            self.core = core
+            return
+        from zactor import _registry
+        from zactor._client import CoreClient
+
+        target, creds = _registry.resolve(address)
+        self.core = self._own = CoreClient(target, "observer", connect_timeout=10.0,
+                                           creds=creds)
+
+    def ask(self, what: str, args: Any = None) -> Any:
+        return self.core.request(what, args, timeout=self.timeout)
+
+    def rows(self, resource: str, filters: list[Filter] | None,
+             limit: int | None = DEFAULT_LIMIT) -> list[StateRow]:
+        reply = self.ask("state", [resource, _filters(filters), limit])
+        return [StateRow(row) for row in reply["rows"]]
+
+    def close(self) -> None:
+        if self._own is not None:
+            self._own.close(goodbye=(False,))
+            self._own = None
+
+
 def _ask(what: str, address: str | None, args: Any = None,
          timeout: float | None = DEFAULT_TIMEOUT) -> Any:
-    core = _state.core
-    driver = _state.driver
-    if core is not None and (address in (None, "auto") or
-                             (driver is not None and address == driver.address)):
-        return core.request(what, args, timeout=timeout)
-    from zactor import _registry
-    from zactor._client import CoreClient
-
-    target, creds = _registry.resolve(address)
-    client = CoreClient(target, "observer", connect_timeout=10.0, creds=creds)
+    session = _Session(address, timeout)
     try:
-        return client.request(what, args, timeout=timeout)
+        return session.ask(what, args)
     finally:
-        client.close(goodbye=(False,))
+        session.close()
 
 
 def _filters(filters: list[Filter] | None) -> list | None:
@@ -304,3 +341,301 @@ def memory_summary(address: str | None = "auto", *, group_by: str = "node",
     out.append(table(["NODE", "OBJECTS", "INLINE", "SHARED MEMORY", "SPILLED", "STORE USED"],
                      rows, right={1, 2, 3, 4, 5}))
     return "\n".join(out)
+
+
+# -- logs ---------------------------------------------------------------------------------
+
+_ANSI = re.compile(rb"\x1b\[[0-9;]*[A-Za-z]")
+_ENDED = {"task": ("FINISHED", "FAILED"), "actor": ("DEAD",)}
+
+
+def _node_id(session: _Session, node_id: str | None, node_ip: str | None) -> str | None:
+    """The full hex id of the node given by id, by the start of its id (as tables show
+    them) or by its address; None (the head's node) if neither is given."""
+    if node_id is None and node_ip is None:
+        return None
+    nodes = session.rows("nodes", None, None)
+    if node_id is not None:
+        found = [n for n in nodes if n["node_id"].startswith(str(node_id).lower())]
+        if len(found) != 1:
+            raise ValueError(f"no node with id {node_id}" if not found else
+                             f"{node_id} is the start of several nodes' ids: give more of it")
+        return found[0]["node_id"]
+    found = [n for n in nodes if n["node_ip"] == node_ip and n["state"] == "ALIVE"]
+    if not found:
+        raise ValueError(f"no live node has the address {node_ip}")
+    return found[0]["node_id"]
+
+
+def _log_files(session: _Session, node_id: str | None, glob: str | None) -> list[dict]:
+    return session.ask("logs", [node_id, "list", [glob]])
+
+
+def list_logs(address: str | None = None, node_id: str | None = None,
+              node_ip: str | None = None, glob_filter: str | None = None,
+              timeout: int = DEFAULT_TIMEOUT) -> dict[str, list[str]]:
+    """Ray's ``list_logs``: the log files of a node (by ``node_id``, a unique start of
+    one, or ``node_ip``; the head's node if neither is given), as ``{group: [file names]}``
+    (``"worker"``: ``worker-<pid>.log`` and its rotated ``.1``), those matching
+    ``glob_filter`` only when given (``"worker-12*"``)."""
+    session = _Session(address, timeout)
+    try:
+        node_id = _node_id(session, node_id, node_ip)
+        out: dict[str, list[str]] = {}
+        for row in _log_files(session, node_id, glob_filter):
+            name = row["filename"]
+            group = "worker" if name.startswith("worker-") else "internal"
+            out.setdefault(group, []).append(name)
+        return out
+    finally:
+        session.close()
+
+
+class _Source:
+    """What get_log reads: a file of a node, maybe only the lines of one task or actor."""
+
+    def __init__(self, node_id: str | None, filename: str, cut: tuple[str, str] | None,
+                 ended=None, rotated: bool = True) -> None:
+        self.node_id = node_id
+        self.filename = filename
+        self.cut = cut  # ("task" | "actor", hex id), or None: every line
+        self.ended = ended  # () -> True once what is followed can write no more
+        self.rotated = rotated  # read the rotated backup (.1) first
+        self.inside = False  # within the cut's lines, as of the last line read
+
+    def keep(self, line: bytes) -> bool:
+        """Whether ``line`` is one to show; follows the markers of a cut."""
+        if self.cut is None:
+            return True
+        from zactor.node.logs import parse_marker
+
+        if line[:1] != b":":
+            return self.inside
+        mark = parse_marker(line.decode("utf-8", "replace"))
+        if mark is None:
+            return self.inside
+        kind, ident = mark
+        if self.cut[0] == "task":
+            self.inside = kind == "task" and ident == self.cut[1]
+        elif kind == "actor":  # a worker hosts one actor for the rest of its life
+            self.inside = ident == self.cut[1]
+        return False
+
+
+def _resolve(session: _Session, node_id: str | None, filename: str | None,
+             actor_id: str | None, task_id: str | None, pid: int | None) -> _Source:
+    from zactor.node.logs import check_name, worker_file
+
+    if filename is not None:
+        return _Source(node_id, check_name(filename), None, rotated=False)
+    if pid is not None:
+        pid = int(pid)
+        filters: list = [("pid", "=", pid), ("worker_type", "=", "WORKER")]
+        if node_id is None:
+            live = session.rows("workers", filters, None)
+            if len(live) == 1:
+                node_id = live[0]["node_id"]
+        if node_id is not None:
+            filters.append(("node_id", "=", node_id))
+
+        def worker_gone() -> bool:
+            return not session.rows("workers", filters, 1)
+
+        return _Source(node_id, worker_file(pid), None, worker_gone)
+    if task_id is not None:
+        task_id = task_id.lower()
+        rows = session.rows("tasks", [("task_id", "=", task_id)], 1)
+        if not rows:
+            raise ValueError(f"no task with id {task_id} (the head keeps the live tasks and "
+                             "the last ZACTOR_TASK_HISTORY_MAX finished ones)")
+        row = rows[0]
+        if not row["worker_pid"]:
+            raise ValueError(f"task {task_id} has not run on a worker yet (it is "
+                             f"{row['state']})")
+
+        def task_ended() -> bool:
+            now = session.rows("tasks", [("task_id", "=", task_id)], 1)
+            return not now or now[0]["state"] in _ENDED["task"] or \
+                now[0]["worker_pid"] != row["worker_pid"]
+
+        return _Source(row["node_id"], worker_file(row["worker_pid"]), ("task", task_id),
+                       task_ended)
+    actor_id = str(actor_id).lower()
+    rows = session.rows("actors", [("actor_id", "=", actor_id)], 1)
+    if not rows:
+        raise ValueError(f"no actor with id {actor_id}")
+    row = rows[0]
+    node, worker_pid = row["node_id"], row["pid"]
+    if not worker_pid:  # dead (or restarting): its last worker ran its last calls
+        ran = [t for t in session.rows("tasks", [("actor_id", "=", actor_id)], 100)
+               if t["worker_pid"]]
+        if not ran:
+            raise ValueError(f"actor {actor_id} has no worker whose log is known (it is "
+                             f"{row['state']})")
+        node, worker_pid = ran[0]["node_id"], ran[0]["worker_pid"]
+
+    def actor_ended() -> bool:
+        now = session.rows("actors", [("actor_id", "=", actor_id)], 1)
+        return not now or now[0]["state"] in _ENDED["actor"] or now[0]["pid"] != worker_pid
+
+    return _Source(node, worker_file(worker_pid), ("actor", actor_id), actor_ended)
+
+
+def _read(session: _Session, source: _Source, filename: str, offset: int | None,
+          tail: int | None = None) -> dict:
+    return session.ask("logs", [source.node_id, "read", [filename, offset, None, tail]])
+
+
+def _chunks(session: _Session, source: _Source, filename: str, offset: int = 0,
+            missing_ok: bool = False) -> Iterator[tuple[bytes, int, int]]:
+    """The bytes of a file from ``offset`` to its end, as (chunk, end offset, the file's
+    inode) triples."""
+    while True:
+        try:
+            reply = _read(session, source, filename, offset)
+        except ValueError as exc:
+            if missing_ok and "no log file" in str(exc):
+                return
+            raise
+        data = reply["data"]
+        if not data:
+            return
+        offset = reply["offset"] + len(data)
+        yield data, offset, reply.get("inode")
+        if offset >= reply["size"]:
+            return
+
+
+class _Lines:
+    """Bytes in, complete lines out (a partial last line waits for the rest)."""
+
+    def __init__(self, source: _Source, ansi: bool) -> None:
+        self.source = source
+        self.ansi = ansi
+        self.rest = b""
+
+    def feed(self, data: bytes, final: bool = False) -> list[bytes]:
+        data = self.rest + data
+        lines = data.split(b"\n")
+        self.rest = b"" if final else lines.pop()
+        if final and lines and lines[-1] == b"":
+            lines.pop()
+        keep = self.source.keep
+        out = [line for line in lines if keep(line)]
+        if self.ansi:
+            out = [_ANSI.sub(b"", line) for line in out]
+        return out
+
+
+def get_log(address: str | None = None, node_id: str | None = None,
+            node_ip: str | None = None, filename: str | None = None,
+            actor_id: str | None = None, task_id: str | None = None, pid: int | None = None,
+            follow: bool = False, tail: int = -1, timeout: int = DEFAULT_TIMEOUT,
+            suffix: str = "out", encoding: str | None = "utf-8", errors: str | None = "strict",
+            submission_id: str | None = None, attempt_number: int = 0,
+            _interval: float | None = None, filter_ansi_code: bool = False) -> Iterator[str]:
+    """Ray's ``get_log``: the lines (without their newline) of one log, as a generator.
+
+    Which log: exactly one of ``filename`` (a file of ``list_logs``, on ``node_id`` or
+    ``node_ip``, else the head's node), ``pid`` (that worker's file: its stdout and stderr,
+    with the marker lines that say which task wrote what), ``task_id`` (only that task's
+    lines, from the worker that ran its latest attempt) or ``actor_id`` (only that actor's
+    lines, from its current worker, or its last one if it is dead). Ids are hex, as
+    ``list_tasks`` and ``list_actors`` show them.
+
+    ``tail``: only the last so many lines (-1: all, from the rotated ``.1`` on). ``follow``:
+    then keep yielding new lines as they are written, reading again every ``_interval``
+    seconds (``ZACTOR_LOG_FOLLOW_INTERVAL_S``), until the generator is closed or, for a
+    task, an actor or a worker, once it ended and its file stopped growing. An unknown id, a
+    missing file, a name that is not one (``"../x"``) or a dead node raise ValueError.
+    ``suffix`` and ``attempt_number`` are accepted for Ray's sake (one file has both
+    streams; the latest attempt is read); ``submission_id``: use ``zactor job logs``."""
+    if sum(x is not None for x in (filename, actor_id, task_id, pid)) != 1:
+        raise ValueError("get_log needs exactly one of filename, actor_id, task_id or pid")
+    if submission_id is not None:
+        raise ValueError("a job's output: zactor job logs, or "
+                         "JobSubmissionClient.get_job_logs")
+    from zactor import config
+
+    interval = config.LOG_FOLLOW_INTERVAL_S if _interval is None else float(_interval)
+    session = _Session(address, timeout)
+    try:
+        node_id = _node_id(session, node_id, node_ip)
+        source = _resolve(session, node_id, filename, actor_id, task_id, pid)
+        for line in _follow(session, source, tail, follow, interval, filter_ansi_code):
+            yield line if encoding is None else line.decode(encoding, errors or "strict")
+    finally:
+        session.close()
+
+
+def _follow(session: _Session, source: _Source, tail: int, follow: bool, interval: float,
+            ansi: bool) -> Iterator[bytes]:
+    name = source.filename
+    lines = _Lines(source, ansi)
+    offset = 0
+    inode = None  # of the file followed: another one means it was rotated
+    if tail is not None and tail >= 0 and source.cut is None:
+        reply = _read(session, source, name, None, tail)
+        got = lines.feed(reply["data"], final=not follow)
+        offset = reply["offset"] + len(reply["data"])
+        inode = reply.get("inode")
+        if source.rotated and reply["offset"] == 0 and len(got) < tail:
+            older = _Lines(source, ansi)
+            try:
+                before = _read(session, source, name + ".1", None, tail - len(got))
+                got = older.feed(before["data"], final=True) + got
+            except ValueError as exc:
+                if "no log file" not in str(exc):
+                    raise
+        yield from got[-tail:] if tail else []
+    else:
+        kept: deque | None = deque(maxlen=tail) if tail is not None and tail >= 0 else None
+        files = [name + ".1", name] if source.rotated else [name]
+        for index, filename in enumerate(files):
+            last = index == len(files) - 1
+            for data, end, ino in _chunks(session, source, filename, missing_ok=not last):
+                if last:
+                    offset, inode = end, ino
+                for line in lines.feed(data):
+                    if kept is None:
+                        yield line
+                    else:
+                        kept.append(line)
+            if last and follow:
+                break  # a partial last line waits for its end
+            for line in lines.feed(b"", final=True):  # a file's last line, newline or not
+                if kept is None:
+                    yield line
+                else:
+                    kept.append(line)
+        if kept is not None:
+            yield from kept
+    if not follow:
+        return
+    ended_once = False
+    while True:
+        reply = _read(session, source, name, offset)
+        if inode is None:
+            inode = reply.get("inode")
+        if reply["size"] < offset or reply.get("inode") != inode:
+            # Rotated: what followed our offset is in .1 now, then the new file from its start.
+            if source.rotated:
+                for data, _end, _ino in _chunks(session, source, name + ".1", offset, True):
+                    yield from lines.feed(data)
+                yield from lines.feed(b"", final=True)
+            offset = 0
+            inode = reply.get("inode")
+            continue
+        data = reply["data"]
+        if data:
+            offset = reply["offset"] + len(data)
+            ended_once = False
+            yield from lines.feed(data)
+            continue
+        if source.ended is not None and source.ended():
+            if ended_once:  # ended, and nothing came after: all of it was read
+                yield from lines.feed(b"", final=True)
+                return
+            ended_once = True
+            continue
+        time.sleep(interval)

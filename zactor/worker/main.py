@@ -47,7 +47,7 @@ from zactor.protocol import (
     encode,
 )
 from zactor.worker import generators
-from zactor.worker.output import ForwardedStream
+from zactor.worker.output import ForwardedStream, WorkerLog
 from zactor.worker.results import ActorBroken, ResultSender
 
 log = logging.getLogger(__name__)
@@ -129,8 +129,11 @@ class WorkerRuntime(ResultSender):
         self.core.resume_info = self._resume_info
         self.core.on_interrupt = self._interrupt_now
         signal.signal(signal.SIGINT, self._on_sigint)
-        sys.stdout = ForwardedStream("stdout", self._prefix, self._send_log)
-        sys.stderr = ForwardedStream("stderr", self._prefix, self._send_log)
+        self.logfile = self._open_log(cfg)
+        record = self.logfile.write if self.logfile is not None else None
+        sys.stdout = ForwardedStream("stdout", self._prefix, self._send_log, record)
+        sys.stderr = ForwardedStream("stderr", self._prefix, self._send_log, record)
+        _forward_logging(cfg)
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -149,6 +152,19 @@ class WorkerRuntime(ResultSender):
             address = self.direct.getsockopt_string(zmq.LAST_ENDPOINT)
         return {"actor_id": self.actor_id, "address": address,
                 "busy": self.current is not None}
+
+    def _open_log(self, cfg: dict) -> WorkerLog | None:
+        """This worker's file in its node's log directory (none if the node keeps none)."""
+        logs_dir = cfg.get("logs_dir")
+        max_bytes = cfg.get("log_max_bytes", config.WORKER_LOG_MAX_BYTES)
+        if not logs_dir or max_bytes <= 0:
+            return None
+        try:
+            return WorkerLog(os.path.join(logs_dir, f"worker-{self.pid}.log"), max_bytes,
+                             self.context)
+        except OSError as exc:  # the output still reaches the driver
+            log.warning("worker %d keeps no log file: %s", self.pid, exc)
+            return None
 
     def _prefix(self) -> str:
         name = self.actor_name or self.context.name or "worker"
@@ -271,6 +287,7 @@ class WorkerRuntime(ResultSender):
                 pass
         self.stopping.set()  # the control thread ends before its socket is closed
         self.control_thread.join(timeout=1)
+        _flush_metrics(self.core)
         self.core.close(goodbye=(False,))
         return 0
 
@@ -390,11 +407,13 @@ class WorkerRuntime(ResultSender):
             self.send_error(spec, exc)
         finally:
             self.current = None
+            # A last line without its newline still goes out as this task's (its prefix,
+            # its marker in the log file), so before the context is cleared.
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
             ctx.task_id = None
             ctx.group = None
             ctx.name = ""
-            for stream in (sys.stdout, sys.stderr):
-                stream.flush()
             del keep
 
     def is_canceled(self) -> bool:
@@ -427,6 +446,7 @@ class WorkerRuntime(ResultSender):
                 stream.flush()
             except Exception:  # noqa: BLE001
                 pass
+        _flush_metrics(self.core, wait=True)  # no GOODBYE follows: the head must have them
         self.core.close_outbound(linger_ms=2000)  # what was sent (output, YIELDs) goes first
         os._exit(status)
 
@@ -442,6 +462,8 @@ class WorkerRuntime(ResultSender):
         cls = self.functions[spec[S.FN_HASH]]
         self.actor_name = options.get("class_name") or getattr(cls, "__name__", "Actor")
         self.actor_meta = options.get("meta")
+        if self.logfile is not None:  # what follows in the file is this actor's
+            self.logfile.mark_actor(self.actor_name, self.actor_id)
         strategy = options.get("strategy")
         self.actor_group = strategy if strategy and strategy[0] == "pg" else None
         self.context.task_id = spec[S.TASK_ID]
@@ -508,10 +530,52 @@ class WorkerRuntime(ResultSender):
         self.direct = sock
         self.watched = [(self.core.inp, POLLIN), (sock, POLLIN)]
 
+def _flush_metrics(core: CoreClient, wait: bool = False) -> None:
+    """Send the user metrics this worker recorded since its last report (if it has any)."""
+    metrics = sys.modules.get("zactor.util.metrics")
+    if metrics is not None:
+        try:
+            metrics._flush(core, wait)
+        except Exception:  # noqa: BLE001 - exiting all the same
+            pass
+
+
+def _forward_logging(cfg: dict) -> None:
+    """The root logger writes to this worker's forwarded stderr (to the driver with the
+    worker's prefix, and into its log file). Forked from the head or a node agent, the
+    worker inherited their handlers, which write to *their* stderr under *their* label:
+    those go. A handler that writes to ``sys.stderr`` as it is at each record, so that a
+    stream a task swaps in (pytest's capture, contextlib.redirect_stderr) is honoured."""
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(cfg.get("log_level", logging.WARNING))
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A StreamHandler on whatever ``sys.stderr`` is when a record comes."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def run(cfg: dict) -> int:
     """Entry point of a forked worker process."""
     _process.set_process_name("zactor-worker")
-    logging.basicConfig(level=cfg.get("log_level", logging.WARNING),
+    # Until the runtime forwards its streams (_forward_logging), records go to this
+    # process's own stderr, labelled as the worker's (not the inherited handlers' label).
+    logging.basicConfig(level=cfg.get("log_level", logging.WARNING), force=True,
                         format="(zactor worker pid=%(process)d) %(levelname)s %(message)s")
     runtime = WorkerRuntime(cfg)
     _state.worker = runtime  # type: ignore[attr-defined]
