@@ -169,6 +169,30 @@ def cluster(request):
 
 
 @pytest.fixture
+def cli_env(tmp_path):
+    """The environment of a test's own ``zactor head`` / ``zactor worker`` processes: a home
+    (their state directories and keys), a free port in ZACTOR_PORT and a socket root of
+    their own (short: Unix socket paths live there), none of the caller's cluster settings.
+    Whatever is still running there is stopped at the end (``zactor stop``)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from remote_helpers import free_port
+
+    sock_root = tempfile.mkdtemp(prefix="zs-", dir="/tmp")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ZACTOR_CLUSTER_KEY", "ZACTOR_CLUSTER_KEY_FILE", "ZACTOR_ADDRESS")}
+    env.update(HOME=str(tmp_path / "home"), ZACTOR_PORT=str(free_port()),
+               ZACTOR_SOCKET_ROOT=sock_root)
+    os.makedirs(env["HOME"])
+    yield env
+    zactor_cli = os.path.join(os.path.dirname(sys.executable), "zactor")
+    subprocess.run([zactor_cli, "stop"], env=env, capture_output=True, timeout=60)
+    shutil.rmtree(sock_root, ignore_errors=True)
+
+
+@pytest.fixture
 def fresh_driver():
     """No cluster before the test; whatever the test started is shut down after it."""
     assert not zactor.is_initialized()

@@ -129,3 +129,12 @@ def attempt_pids(path) -> list[int]:
 
 def attempts_in(path) -> int:
     return len(attempt_pids(path))
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

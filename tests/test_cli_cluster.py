@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 
 import psutil
 import pytest
@@ -21,23 +18,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZACTOR = os.path.join(os.path.dirname(sys.executable), "zactor")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def env(tmp_path):
-    sock_root = tempfile.mkdtemp(prefix="zs-", dir="/tmp")  # short: Unix socket paths live here
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("ZACTOR_CLUSTER_KEY", "ZACTOR_CLUSTER_KEY_FILE", "ZACTOR_ADDRESS")}
-    env.update(HOME=str(tmp_path / "home"), ZACTOR_PORT=str(free_port()),
-               ZACTOR_SOCKET_ROOT=sock_root)
-    os.makedirs(env["HOME"])
-    yield env
-    subprocess.run([ZACTOR, "stop"], env=env, capture_output=True, timeout=60)
-    shutil.rmtree(sock_root, ignore_errors=True)
+def env(cli_env):
+    return cli_env
 
 
 def zactor(env, *args, timeout=120) -> str:

@@ -211,6 +211,38 @@ def test_first_remote_call_initialises_automatically():
     assert proc.stdout.split() == ["True", "42"]
 
 
+def test_after_shutdown_only_the_main_thread_starts_a_cluster_by_itself():
+    # A library's background thread that races a shutdown (a Serve router's retry) must
+    # not start a new cluster that nobody stops; the main thread still does, as Ray's does.
+    code = textwrap.dedent(
+        """
+        import threading, zactor
+
+        @zactor.remote
+        def f(x):
+            return x + 1
+
+        assert zactor.get(f.remote(1)) == 2
+        zactor.shutdown()
+        errors = []
+        def late():
+            try:
+                f.remote(1)
+            except RuntimeError as exc:
+                errors.append(str(exc))
+        t = threading.Thread(target=late)
+        t.start()
+        t.join()
+        print("late", zactor.is_initialized(), "shut down" in errors[0])
+        print("main", zactor.get(f.remote(41)))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=50)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["late False True", "main 42"], proc.stdout
+
+
 @pytest.mark.timeout(60)
 def test_init_twice_raises_runtime_error_unless_ignore_reinit_error(fresh_driver):
     assert not zactor.is_initialized()

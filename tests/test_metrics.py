@@ -11,11 +11,8 @@ import json
 import logging
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import uuid
 import warnings
 
@@ -355,12 +352,6 @@ def test_the_cluster_caps_user_series():
 # -- a node agent's metrics port, over TCP ---------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _outward_ip() -> str | None:
     """An address of this machine other than loopback (a UDP connect picks the route;
     nothing is sent), or None."""
@@ -371,17 +362,6 @@ def _outward_ip() -> str | None:
     return None if not ip or ip.startswith("127.") else ip
 
 
-@pytest.fixture
-def cli_env(tmp_path):
-    sock_root = tempfile.mkdtemp(prefix="zs-", dir="/tmp")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("ZACTOR_CLUSTER_KEY", "ZACTOR_CLUSTER_KEY_FILE", "ZACTOR_ADDRESS")}
-    env.update(HOME=str(tmp_path / "home"), ZACTOR_PORT=str(_free_port()),
-               ZACTOR_SOCKET_ROOT=sock_root)
-    os.makedirs(env["HOME"])
-    yield env
-    subprocess.run([ZACTOR, "stop"], env=env, capture_output=True, timeout=60)
-    shutil.rmtree(sock_root, ignore_errors=True)
 
 
 def _zactor(env, *args) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import os
 import signal
-import socket
 import threading
 import time
 from collections import Counter
@@ -17,7 +16,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
-from remote_helpers import wait_until
+from remote_helpers import free_port, wait_until
 
 import zactor
 from zactor import serve
@@ -28,16 +27,10 @@ pytestmark = [pytest.mark.usefixtures("cluster"), pytest.mark.timeout(120)]
 _wait = functools.partial(wait_until, timeout=30.0)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def base(cluster, tmp_path_factory):
     logs = tmp_path_factory.mktemp("serve-logs")
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port},
                 logging_config={"logs_dir": str(logs)})
     try:
@@ -532,7 +525,7 @@ def test_deployment_options_are_checked():
 
 def test_starting_serve_again_with_other_http_options_warns_and_keeps_the_proxy(base, caplog):
     with caplog.at_level("WARNING", logger="zactor.serve.api"):
-        serve.start(http_options={"host": "127.0.0.1", "port": _free_port()})
+        serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
     assert "are not applied" in caplog.text
     assert httpx.get(base["url"] + "/-/healthz", timeout=10).text == "success"
 

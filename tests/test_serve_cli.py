@@ -12,7 +12,8 @@ import time
 import httpx
 import pytest
 import yaml
-from test_cli_cluster import ZACTOR, env, free_port, zactor  # noqa: F401 - env is a fixture
+from remote_helpers import free_port
+from test_cli_cluster import ZACTOR, env, zactor  # noqa: F401 - env is a fixture
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -230,6 +230,7 @@ def shutdown() -> None:
             return
         _state.core = None
         _state.driver = None
+        _state.shut_down = True
         stop_cluster = driver is not None and driver.cluster is not None
         metrics = sys.modules.get("zactor.util.metrics")
         if metrics is not None:  # what it recorded since its last report goes first
@@ -259,9 +260,16 @@ atexit.register(_shutdown_at_exit)
 
 
 def core() -> CoreClient:
-    """The current connection, starting an embedded cluster on first use (as Ray does)."""
+    """The current connection, starting an embedded cluster on first use (as Ray does).
+
+    After a ``shutdown``, only the main thread starts one so: a library's background
+    thread (a router's retry, a metrics report) that races the shutdown must not start a
+    new cluster that nobody will stop."""
     c = _state.core
     if c is None:
+        if _state.shut_down and threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("zactor is not initialized (it was shut down); this thread "
+                               "will not start a new cluster: call zactor.init() first")
         init()
         c = _state.core
     return c

@@ -13,3 +13,6 @@ core: CoreClient | None = None
 worker: Any = None
 #: In a driver: the namespace, job id and the embedded cluster it started (if any).
 driver: Any = None
+#: Whether this process has shut a driver down before: from then on only the main thread
+#: starts a cluster by itself (see zactor._api.core).
+shut_down: bool = False
