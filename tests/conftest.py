@@ -156,6 +156,17 @@ def no_leaked_processes_or_shm_files():
     assert not problems, "; ".join(problems)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_driver_left_behind(request):
+    """A module must leave the driver as it found it: not initialised. One that does not
+    (or a background thread that started a cluster after the module's shutdown) fails
+    here, by name, and the driver is shut down so that the modules after it run."""
+    yield
+    if zactor.is_initialized():
+        zactor.shutdown()
+        pytest.fail(f"{request.module.__name__} left the driver initialised")
+
+
 @pytest.fixture(scope="module")
 def cluster(request):
     """A real local cluster for one test module: ``zactor.init(**CLUSTER_KWARGS)``."""

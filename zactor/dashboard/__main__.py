@@ -44,10 +44,12 @@ def main() -> None:
     # No token: a loopback port (only its Host names are let in), or an --insecure cluster's
     # port elsewhere, which asked to be open.
     allowed = [] if is_loopback(host) else ["*"]
-    app = _app.build(client, token, allowed)
+    server: uvicorn.Server | None = None
+    app = _app.build(client, token, allowed,
+                     stopping=lambda: server is not None and server.should_exit)
     server = uvicorn.Server(uvicorn.Config(
         app, log_level=logging.getLevelName(max(cfg.get("log_level", 30), logging.WARNING))
-        .lower(), access_log=False, lifespan="off", timeout_graceful_shutdown=1))
+        .lower(), access_log=False, lifespan="off", timeout_graceful_shutdown=2))
     try:
         server.run(sockets=[sock])  # uvicorn stops on SIGTERM (the head's shutdown)
     finally:

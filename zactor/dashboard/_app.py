@@ -93,8 +93,11 @@ class TokenAuth:
 
 
 def build(client: Any, token: str | None, allowed_hosts: list[str] | None = None,
-          refresh_s: float = config.DASHBOARD_REFRESH_S) -> Starlette:
-    """The application, over ``client`` (a CoreClient connected to the head)."""
+          refresh_s: float = config.DASHBOARD_REFRESH_S,
+          stopping: Any = lambda: False) -> Starlette:
+    """The application, over ``client`` (a CoreClient connected to the head). Open event
+    streams end once ``stopping()`` is true, so that a server shutting down has no stream
+    to cut."""
     hub = Hub(client, refresh_s)
 
     async def page(request: Request) -> Response:
@@ -105,12 +108,18 @@ def build(client: Any, token: str | None, allowed_hosts: list[str] | None = None
         return JSONResponse(await hub.get())
 
     async def events(request: Request) -> Response:
+        loop = asyncio.get_running_loop()
+
         async def stream():
             while True:
                 data = json.dumps(await hub.get(), separators=(",", ":"))
                 yield f"event: snapshot\ndata: {data}\n\n"
                 # starlette also cancels this generator when the page goes away
-                await asyncio.sleep(refresh_s)
+                deadline = loop.time() + refresh_s
+                while loop.time() < deadline:
+                    if stopping():
+                        return
+                    await asyncio.sleep(min(0.1, refresh_s))
                 if await request.is_disconnected():
                     return
 
