@@ -285,6 +285,9 @@ def render_status(report: dict) -> str:
     if report["insecure"]:
         out.append("WARNING: INSECURE cluster (--insecure): no encryption, no "
                    "authentication.")
+    elif not report["encrypted"]:
+        out.append(f"A local cluster: Unix sockets in a mode-0700 directory, reachable by "
+                   f"this user only. Dropped messages: {report['dropped_messages']}.")
     else:
         out.append(f"Encrypted and authenticated (CURVE). Refused connections: "
                    f"{report['refused_connections']}; refused for their version: "

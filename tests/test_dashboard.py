@@ -90,6 +90,8 @@ def test_init_returns_the_url_and_status_prints_it():
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert f"Dashboard: {_url()}" in out.stdout
+    assert "A local cluster" in out.stdout and "CURVE" not in out.stdout  # it has no TCP
+    assert f"{_url()}/metrics" in out.stdout  # the head node's numbers are the dashboard's
 
 
 def test_the_snapshot_shows_tasks_actors_errors_and_trees():
@@ -119,6 +121,7 @@ def test_the_snapshot_shows_tasks_actors_errors_and_trees():
     assert len({a["supervisor_id"] for a in leaves}) == 1 and leaves[0]["supervisor_id"]
     node = snap["nodes"][0]
     assert node["resources_total"]["CPU"] == 2 and node["store_capacity"] > 0
+    assert 0 < node["memory_available"] <= node["memory_total"] and node["load_1m"] >= 0
     assert snap["cluster"]["tasks_by_state"]["FAILED"] >= 1
     sup.stop()
 

@@ -32,6 +32,9 @@ def snapshot(client: Any, rows: int = config.DASHBOARD_ROWS_MAX) -> dict:
         node["workers"] = extra.get("workers", 0)
         node["store_used"] = extra.get("store_used", 0)
         node["store_capacity"] = extra.get("store_capacity", 0)
+        node["memory_total"] = extra.get("memory_total", 0.0)
+        node["memory_available"] = extra.get("memory_available", 0.0)
+        node["load_1m"] = extra.get("load_1m", 0.0)
     task_states: dict[str, int] = {}
     for group in summary["summary"].values():
         for state, count in group["state_counts"].items():

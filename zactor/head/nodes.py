@@ -56,6 +56,10 @@ class RemoteAgent:
     def available_memory(self) -> float:
         return self.memory_available
 
+    def load(self) -> float:
+        """The machine's 1-minute load average, as its last heartbeat said."""
+        return float(self.stats.get("load", 0.0))
+
     def read_logs(self, op: str, args, respond: Callable) -> None:
         """Ask the agent for its log files (zactor.node.logs); ``respond(ok, value)`` once
         it answers, or with an error if it does not in ``LOG_REQUEST_TIMEOUT_S`` or its

@@ -35,6 +35,10 @@ def report(head: Broker) -> dict[str, Any]:
             "store_used": store.get("used", 0), "store_capacity": store.get("capacity", 0),
             # its Prometheus port (zactor worker --metrics-port), or why it has none
             "metrics_address": metrics, "metrics_note": note,
+            # the machine itself, beside what the scheduler has handed out
+            "memory_total": float(node.agent.total_memory) if node.alive else 0.0,
+            "memory_available": node.agent.available_memory() if node.alive else 0.0,
+            "load_1m": node.agent.load() if node.alive else 0.0,
         })
     by_state: collections.Counter = collections.Counter()
     actors = []

@@ -141,6 +141,15 @@ class NodeAgent:
             pass
         return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
+    @staticmethod
+    def load() -> float:
+        """The machine's 1-minute load average (runnable processes), for zactor status and
+        the dashboard."""
+        try:
+            return os.getloadavg()[0]
+        except OSError:
+            return 0.0
+
     def exits(self) -> list[tuple[int, int, int, str | None]] | None:
         """Workers that exited since the last call, as (pid, exit code, signal, runtime
         environment key); None if the zygote itself is gone (and with it every worker)."""

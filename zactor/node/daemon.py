@@ -118,7 +118,7 @@ class NodeDaemon:
     def _heartbeat(self) -> None:
         self.seq += 1
         store = self.agent.store
-        stats = {"memory_available": self.agent.available_memory(),
+        stats = {"memory_available": self.agent.available_memory(), "load": self.agent.load(),
                  "store": store.stats(), "served": self.server.served_bytes,
                  "pulled": self.puller.pulled_bytes}
         self.last_stats = stats  # what the metrics port shows (read on its thread)

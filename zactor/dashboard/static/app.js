@@ -85,7 +85,12 @@ function NodesTable({ nodes }) {
     { title: "State", cell: (n) => html`<${Badge} state=${n.state} />` },
     { title: "CPU", cell: (n) => resourceCell(n, "CPU") },
     { title: "GPU", cell: (n) => resourceCell(n, "GPU") },
-    { title: "Memory (reserved)", cell: (n) => resourceCell(n, "memory") },
+    { title: "Load (1 min)", num: true, cell: (n) => n.state === "ALIVE" ? html`<span
+        title="runnable processes, averaged over a minute">${n.load_1m.toFixed(2)} / ${fmtNum(
+        (n.resources_total || {}).CPU || 0)} CPUs</span>` : "-" },
+    { title: "Memory in use", cell: (n) => n.memory_total ? html`<${Bar} kind="mem"
+        used=${n.memory_total - n.memory_available} total=${n.memory_total}
+        text=${`${fmtBytes(n.memory_total - n.memory_available)} / ${fmtBytes(n.memory_total)}`} />` : "-" },
     { title: "Object store", cell: (n) => html`<${Bar} kind="store" used=${n.store_used}
         total=${n.store_capacity} text=${`${fmtBytes(n.store_used)} / ${fmtBytes(n.store_capacity)}`} />` },
     { title: "Workers", num: true, cell: (n) => n.workers },
