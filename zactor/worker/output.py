@@ -29,10 +29,11 @@ class WorkerLog:
 
     def __init__(self, path: str, max_bytes: int, context: Any) -> None:
         self.path = path
-        # Rotation is one rename and one open, done here. logging.handlers' RotatingFileHandler
-        # does the same, but importing it (with socket, pickle, queue) costs every worker
-        # about 12 ms and 2 MB of its own memory after the fork, and its emit() several times
-        # the cost of the print itself (a LogRecord, two formats, two stats per line).
+        # Rotation is a link and a rename, done here (_rollover). logging.handlers'
+        # RotatingFileHandler would do it, but importing it (with socket, pickle, queue)
+        # costs every worker about 12 ms and 2 MB of its own memory after the fork, and its
+        # emit() several times the cost of the print itself (a LogRecord, two formats, two
+        # stats per line).
         self.file = open(path, "ab")  # noqa: SIM115 - kept open for the worker's life
         self.lock = threading.Lock()
         self.max_bytes = max_bytes
