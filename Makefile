@@ -86,9 +86,10 @@ $(RAY_VENV)/.tune-stamp: $(RAY_VENV)/.installed-stamp
 	$(RAY_VENV)/bin/python -m pip install -q 'ray[tune]==$(RAY_VERSION)'
 	touch $@
 
-# Ray Serve's HTTP proxy (uvicorn, starlette, fastapi...) is in ray[serve].
+# Ray Serve's HTTP proxy (uvicorn, starlette, fastapi...) is in ray[serve], Ray's dashboard
+# (dashboard_bench.py) in ray[default].
 $(RAY_VENV)/.serve-stamp: $(RAY_VENV)/.installed-stamp
-	$(RAY_VENV)/bin/python -m pip install -q 'ray[serve]==$(RAY_VERSION)'
+	$(RAY_VENV)/bin/python -m pip install -q 'ray[default,serve]==$(RAY_VERSION)'
 	touch $@
 
 # The serve benchmark's HTTP load generator, wrk; as root, install it when missing (the HTTP
@@ -108,6 +109,7 @@ bench: bytecode $(RAY_VENV)/.installed-stamp $(RAY_VENV)/.virtualenv-stamp $(RAY
 		--dask-python $(DASK_VENV)/bin/python
 	$(PY) benchmarks/tune_bench.py --ray-python $(RAY_VENV)/bin/python
 	$(PY) benchmarks/serve_bench.py --ray-python $(RAY_VENV)/bin/python
+	$(PY) benchmarks/dashboard_bench.py --ray-python $(RAY_VENV)/bin/python
 
 bench-zactor: bytecode
 	$(PY) benchmarks/microbench.py

@@ -81,8 +81,8 @@ def _logging(level: str) -> int:
               help="Serve the dashboard and /metrics (default: when the dashboard extra "
                    "is installed).")
 @click.option("--dashboard-host", default=config.DASHBOARD_HOST, show_default=True,
-              help="Address the dashboard listens on; anything but loopback asks every "
-                   "request for the token derived from the cluster key.")
+              help="Address the dashboard listens on. Every request needs the token "
+                   "derived from the cluster key (the URL zactor status prints has it).")
 @click.option("--dashboard-port", type=int, default=None,
               help=f"The dashboard's port (default: {config.DASHBOARD_PORT}, or the next "
                    "free one).")
@@ -200,8 +200,8 @@ def _join_text(address: str, key_file: str | None, insecure: bool) -> str:
               help="This node's one TCP port, for object transfers (0: any free port).")
 @click.option("--metrics-port", type=int, default=0, show_default=True,
               help="HTTP port serving this node's numbers as Prometheus text, on the node's "
-                   "address (0: any free port, -1: none); off loopback it asks for the "
-                   "cluster's token. zactor status lists it.")
+                   "address (0: any free port, -1: none); it asks for the cluster's "
+                   "token. zactor status lists it.")
 @click.option("--daemon", is_flag=True, help="Run in the background.")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))

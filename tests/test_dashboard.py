@@ -44,7 +44,19 @@ def _dashboard_procs(head_pid: int) -> list[psutil.Process]:
 
 
 def _url() -> str:
+    """The dashboard's URL as init() gives it: with the session's token."""
     return zactor._state.core.welcome["dashboard_url"]
+
+
+def _base() -> str:
+    return _url().split("/?")[0]
+
+
+def _get(path: str, **kwargs) -> httpx.Response:
+    """GET a path of the dashboard with the token, as a script or Prometheus sends it."""
+    token = _url().partition("token=")[2]
+    return httpx.get(_base() + path, headers={"Authorization": f"Bearer {token}"},
+                     timeout=30, **kwargs)
 
 
 @zactor.remote
@@ -71,10 +83,10 @@ class Leaf:
 
 def test_the_process_starts_on_the_first_connection_only():
     url = _url()
-    assert url.startswith("http://127.0.0.1:")
+    assert url.startswith("http://127.0.0.1:") and len(url.partition("/?token=")[2]) == 64
     head = _head_pid()
     assert _dashboard_procs(head) == [], "nobody looked yet: there should be no process"
-    r = httpx.get(url + "/api/snapshot", timeout=30)
+    r = _get("/api/snapshot")
     assert r.status_code == 200
     procs = _dashboard_procs(head)
     assert len(procs) == 1
@@ -91,7 +103,7 @@ def test_init_returns_the_url_and_status_prints_it():
     assert out.returncode == 0, out.stderr
     assert f"Dashboard: {_url()}" in out.stdout
     assert "A local cluster" in out.stdout and "CURVE" not in out.stdout  # it has no TCP
-    assert f"{_url()}/metrics" in out.stdout  # the head node's numbers are the dashboard's
+    assert f"{_base()}/metrics" in out.stdout  # the head node's numbers are the dashboard's
 
 
 def test_the_snapshot_shows_tasks_actors_errors_and_trees():
@@ -105,7 +117,7 @@ def test_the_snapshot_shows_tasks_actors_errors_and_trees():
     assert zactor.get(sup.child("a").ping.remote()) == "leaf"
 
     def shown():
-        snap = httpx.get(_url() + "/api/snapshot", timeout=30).json()
+        snap = _get("/api/snapshot").json()
         names = {t["name"]: t for t in snap["tasks"]}
         return snap if "dashboard_probe_task" in names and \
             "dashboard_failing_task" in names else None
@@ -128,7 +140,9 @@ def test_the_snapshot_shows_tasks_actors_errors_and_trees():
 
 def test_live_updates_arrive_as_server_sent_events():
     seen = []
-    with httpx.stream("GET", _url() + "/api/events", timeout=30) as stream:
+    token = _url().partition("token=")[2]
+    with httpx.stream("GET", _base() + "/api/events", timeout=30,
+                      headers={"Authorization": f"Bearer {token}"}) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
         event = None
         for line in stream.iter_lines():
@@ -141,25 +155,34 @@ def test_live_updates_arrive_as_server_sent_events():
     assert seen[1] > seen[0]  # two snapshots, one after the other
 
 
-def test_a_foreign_host_name_is_refused():
-    # DNS rebinding: a page of another site that resolves its name to 127.0.0.1
-    r = httpx.get(_url() + "/api/snapshot", headers={"Host": "attacker.example"}, timeout=30)
-    assert r.status_code == 400
+def test_every_request_needs_the_token_on_loopback_too():
+    # Any user of the machine reaches a loopback port; a local cluster is its user's only.
+    base, token = _base(), _url().partition("token=")[2]
+    for path in ("/", "/api/snapshot", "/api/events", "/metrics", "/static/app.js"):
+        assert httpx.get(base + path, timeout=30).status_code == 401, path
+    wrong = httpx.get(base + "/api/snapshot", headers={"Authorization": "Bearer " + "0" * 64})
+    assert wrong.status_code == 401
+    assert httpx.get(base + "/metrics", auth=("prometheus", token)).status_code == 200
+    with httpx.Client(timeout=30) as browser:  # ?token= once, then the cookie
+        first = browser.get(_url())
+        assert first.status_code == 200 and "zactor_dashboard" in first.headers["set-cookie"]
+        assert "HttpOnly" in first.headers["set-cookie"]
+        assert browser.get(base + "/api/snapshot").status_code == 200
 
 
 def test_a_job_log_is_served():
     client = JobSubmissionClient(zactor._state.driver.address)
     job = client.submit_job(entrypoint=f"{sys.executable} -c \"print('hello from the job')\"")
     wait_until(lambda: client.get_job_status(job).is_terminal(), timeout=60)
-    body = httpx.get(f"{_url()}/api/jobs/{job}/logs", timeout=30).json()
+    body = _get(f"/api/jobs/{job}/logs").json()
     assert "hello from the job" in body["text"] and body["ended"]
-    assert httpx.get(f"{_url()}/api/jobs/nosuchjob/logs", timeout=30).status_code == 404
+    assert _get("/api/jobs/nosuchjob/logs").status_code == 404
 
 
 def test_metrics_parse_as_prometheus_text():
     from prometheus_client.parser import text_string_to_metric_families
 
-    r = httpx.get(_url() + "/metrics", timeout=30)
+    r = _get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     families = {f.name: f for f in text_string_to_metric_families(r.text)}
     assert all(name.startswith("zactor_") for name in families), sorted(families)
@@ -174,19 +197,19 @@ def test_metrics_parse_as_prometheus_text():
 
 def test_a_killed_dashboard_comes_back_on_the_next_connection():
     head = _head_pid()
-    httpx.get(_url() + "/api/snapshot", timeout=30)
+    _get("/api/snapshot")
     (proc,) = _dashboard_procs(head)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
-    r = wait_until(lambda: _get_or_none(_url() + "/api/snapshot"), timeout=30)
+    r = wait_until(lambda: _get_or_none("/api/snapshot"), timeout=30)
     assert r.status_code == 200
     (again,) = _dashboard_procs(head)
     assert again.pid != proc.pid
 
 
-def _get_or_none(url: str):
+def _get_or_none(path: str):
     try:
-        return httpx.get(url, timeout=10)
+        return _get(path)
     except httpx.HTTPError:
         return None
 

@@ -430,13 +430,13 @@ def test_a_worker_node_serves_its_numbers_behind_the_cluster_token(cli_env):
     key = security.read_key_file(os.path.join(cli_env["HOME"], ".zactor", f"head-{port}",
                                               "cluster.key"))
     token = security.http_token(key)
-    if ip:  # off loopback: the cluster's token, or 401
-        assert "(token)" in status
-        assert httpx.get(url, timeout=10).status_code == 401
-        assert httpx.get(url, timeout=10, headers={
-            "Authorization": "Bearer " + "0" * len(token)}).status_code == 401
-        assert httpx.get(url, timeout=10, auth=("any", "wrong")).status_code == 401
-        assert httpx.get(url, timeout=10, auth=("prometheus", token)).status_code == 200
+    # the cluster's token, or 401 (on loopback too: any user of the machine reaches it)
+    assert "(token)" in status
+    assert httpx.get(url, timeout=10).status_code == 401
+    assert httpx.get(url, timeout=10, headers={
+        "Authorization": "Bearer " + "0" * len(token)}).status_code == 401
+    assert httpx.get(url, timeout=10, auth=("any", "wrong")).status_code == 401
+    assert httpx.get(url, timeout=10, auth=("prometheus", token)).status_code == 200
     reply = httpx.get(url, timeout=10, headers={"Authorization": f"Bearer {token}"})
     assert reply.status_code == 200
     s = parse(reply.text)
@@ -470,8 +470,7 @@ def test_a_worker_node_serves_its_numbers_behind_the_cluster_token(cli_env):
 
 
 def test_the_token_check_of_the_wsgi_wrapper():
-    """The check itself, at unit level (the cluster test above reaches it over HTTP only
-    when this machine has an address other than loopback)."""
+    """The check itself, at unit level (the cluster test above reaches it over HTTP)."""
     creds = security.Credentials.generate()
     token = security.http_token(creds)
     assert token == security.http_token(creds) and len(token) == 64
@@ -500,7 +499,7 @@ def test_the_token_check_of_the_wsgi_wrapper():
     assert status_of(f"Bearer {token}") == "200 OK"
     assert status_of(f"bearer {token}") == "200 OK"
     assert status_of(f"Basic {basic}") == "200 OK"
-    assert _metrics_export.guarded(app, None) is app  # loopback or --insecure: no check
+    assert _metrics_export.guarded(app, None) is app  # --insecure: no check
 
 
 def test_without_prometheus_client_a_node_has_no_metrics_port_and_status_says_why(

@@ -41,8 +41,8 @@ def main() -> None:
     from zactor.dashboard import _app
 
     client = CoreClient(cfg["address"], "observer", connect_timeout=10.0)
-    # No token: a loopback port (only its Host names are let in), or an --insecure cluster's
-    # port elsewhere, which asked to be open.
+    # No token (an --insecure cluster): on loopback only loopback Host names are let in (DNS
+    # rebinding); a port bound elsewhere asked to be open.
     allowed = [] if is_loopback(host) else ["*"]
     server: uvicorn.Server | None = None
     app = _app.build(client, token, allowed,

@@ -9,10 +9,11 @@
     GET /metrics                  Prometheus text (zactor._metrics_export)
 
 Read-only: nothing here submits work or runs code (Ray's CVE-2023-48022 was a dashboard
-that did). When a token is set (the port is not on loopback), every request must carry it:
-``Authorization: Bearer``, basic auth with it as the password, or ``?token=`` once (which
-sets a cookie for the page's own requests). Without one, requests must name a loopback host,
-so that a web page in the user's browser cannot read the dashboard through DNS rebinding.
+that did). When a token is set (always, but on an ``--insecure`` cluster), every request
+must carry it: ``Authorization: Bearer``, basic auth with it as the password, or
+``?token=`` once (which sets a cookie, bound to this host and sent by the page's own
+requests only, so a web page of another site cannot use it, DNS rebinding or not). Without
+one, requests must name a loopback host unless the port is bound elsewhere on purpose.
 """
 
 from __future__ import annotations

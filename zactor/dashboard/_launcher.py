@@ -11,10 +11,11 @@ meanwhile.
           └───(pidfd readable: it died)───────┘ watch the port again, up to a limit
 
 The process dies with the head (``PR_SET_PDEATHSIG``), so a head that is SIGKILLed leaves no
-dashboard behind. When the port is bound to anything but loopback, every request needs a
-token: derived from the cluster's key (``zactor.comm.security.http_token``) on a cluster
-that has one, or made up for the session otherwise. It is part of the URL the head hands to
-drivers and to ``zactor status``, which only key holders reach.
+dashboard behind. Every request needs a token, on loopback too (any user of the machine
+can reach a loopback port): derived from the cluster's key
+(``zactor.comm.security.http_token``) on a cluster that has one, or made up for the session
+on a local one. It is part of the URL the head hands to drivers and to ``zactor status``,
+which only those who may connect to the head reach. ``--insecure`` clusters have none.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import time
 from typing import TYPE_CHECKING
 
 from zactor import _process, config
-from zactor.comm.transport import is_loopback
 
 if TYPE_CHECKING:
     import subprocess
@@ -71,17 +71,18 @@ class Dashboard:
         self.sock = bind(host, port, explicit)
         self.port = self.sock.getsockname()[1]
         self.host = host
+        # Loopback too: every user of the machine can reach a loopback port, and a local
+        # cluster is its own user's only (DESIGN promise 5). Only --insecure asked for none.
         self.token: str | None = None
-        if not is_loopback(host):
-            creds = head.creds
-            if creds is not None and getattr(creds, "client_secret", None):
-                from zactor.comm.security import http_token
+        creds = head.creds
+        if creds is not None and getattr(creds, "client_secret", None):
+            from zactor.comm.security import http_token
 
-                self.token = http_token(creds)
-            elif not head.cfg.get("insecure"):
-                import secrets
+            self.token = http_token(creds)
+        elif not head.cfg.get("insecure"):
+            import secrets
 
-                self.token = secrets.token_hex(16)  # a local cluster has no key to derive from
+            self.token = secrets.token_hex(32)  # a local cluster has no key to derive from
         shown = head.cfg.get("ip", "127.0.0.1") if host in ("0.0.0.0", "::", "") else host
         if ":" in shown:
             shown = f"[{shown}]"

@@ -317,11 +317,10 @@ def run_node(cfg: dict, creds: Credentials) -> int:
 
 def _metrics_port(cfg: dict, creds: Credentials) -> dict:
     """Start the node's metrics port (``zactor worker --metrics-port``, 0: a free port, -1:
-    none) on the node's IP: Prometheus text of this agent's own numbers. Off loopback, on a
-    cluster with credentials, it asks for the cluster's token (security.http_token)."""
+    none) on the node's IP: Prometheus text of this agent's own numbers. On a cluster with
+    credentials it asks for the cluster's token (security.http_token)."""
     from zactor import _metrics_export
     from zactor.comm.security import INSECURE, http_token
-    from zactor.comm.transport import is_loopback
 
     metrics: dict = {"address": "", "note": "", "since": time.monotonic()}
     port = cfg.get("metrics_port", 0)
@@ -339,9 +338,8 @@ def _metrics_port(cfg: dict, creds: Credentials) -> dict:
         metrics["note"] = f"cannot listen on {ip}:{port}: {exc}"
         log.warning("no metrics port: %s", metrics["note"])
         return metrics
-    token = None
-    if creds is not INSECURE and not is_loopback(ip):
-        token = http_token(creds)
+    # Loopback too: any user of the machine reaches a loopback port.
+    token = None if creds is INSECURE else http_token(creds)
 
     def fetch() -> dict:
         daemon = metrics.get("daemon")  # None only for a moment, before the first agent
@@ -351,5 +349,5 @@ def _metrics_port(cfg: dict, creds: Credentials) -> dict:
     server = _metrics_export.MetricsServer(
         sock, lambda: _metrics_export.node_registry(fetch), token)
     metrics.update(server=server, address=server.url,
-                   note="the cluster's token" if token else "open (loopback or --insecure)")
+                   note="the cluster's token" if token else "open (--insecure)")
     return metrics
