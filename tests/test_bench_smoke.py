@@ -41,3 +41,17 @@ def test_serve_bench_quick_run_reports_every_row(tmp_path):
     for row in ("http_c1", "http_c8", "http_c32", "handle_seq", "handle_c32"):
         for metric in ("rps", "p50_ms", "p99_ms"):
             assert data["results"]["zactor"][f"{row}_{metric}"] > 0, (row, metric)
+
+
+@pytest.mark.timeout(200)
+def test_dashboard_bench_quick_run_reports_every_row(tmp_path):
+    out = tmp_path / "dashboard.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "dashboard_bench.py"), "--quick",
+         "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    z = json.loads(out.read_text())["zactor"]
+    assert z["init_s_with"] > 0 and z["init_s_without"] > 0 and z["first_page_s"] > 0
+    assert z["warm_page_ms"] > 0 and z["open_page_cpu_pct"] >= 0
+    assert z["idle_mb_with_minus_without"] < 20  # no process until someone looks
