@@ -23,6 +23,7 @@ from remote_helpers import block_until, touch, wait_until
 import zactor
 from zactor import _metrics_export, _session, config
 from zactor.comm import security
+from zactor.comm.transport import listen_tcp
 from zactor.exceptions import ActorDiedError
 from zactor.head.metrics import UserMetrics
 from zactor.util.metrics import Counter, Gauge, Histogram
@@ -525,14 +526,14 @@ def test_a_metrics_server_starts_on_its_first_scrape_and_closes():
     import httpx
 
     snap = {"node_id": "ab" * 14, "ip": "127.0.0.1", "workers": 3}
-    idle = _metrics_export.MetricsServer(_metrics_export.listen("127.0.0.1", 0),
+    idle = _metrics_export.MetricsServer(listen_tcp("127.0.0.1", 0),
                                          lambda: _metrics_export.node_registry(lambda: snap),
                                          None)
     idle.close()  # never scraped: nothing was built
     idle.thread.join(timeout=5)
     assert not idle.thread.is_alive()
     token = "t" * 64
-    server = _metrics_export.MetricsServer(_metrics_export.listen("127.0.0.1", 0),
+    server = _metrics_export.MetricsServer(listen_tcp("127.0.0.1", 0),
                                            lambda: _metrics_export.node_registry(lambda: snap),
                                            token)
     try:

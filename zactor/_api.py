@@ -20,6 +20,7 @@ from zactor._ids import put_object_id
 from zactor._object_ref import ObjectRef
 from zactor._serialization import serialize
 from zactor._session import EmbeddedCluster, detect_gpus, spill_root_from
+from zactor._tables import Row
 from zactor.protocol import Msg, encode
 
 log = logging.getLogger(__name__)
@@ -174,18 +175,12 @@ def _connect(address: str, namespace: str | None, log_to_driver: bool) -> Cluste
     return _context_info()
 
 
-class ClusterContext(dict):
+class ClusterContext(Row):
     """What ``init`` returns: a dict (``ctx["dashboard_url"]``) whose keys are also
     attributes (``ctx.dashboard_url``), as Ray's context allows both; ``with zactor.init():``
     shuts down on leaving the block, as Ray's does."""
 
     __slots__ = ()
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
 
     @property
     def address_info(self) -> dict:

@@ -320,12 +320,6 @@ def guarded(app: Callable, token: str | None) -> Callable:
     return guard
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (0: a free port); cheap, unlike serving."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=64)
-
-
 class MetricsServer:
     """Serves a registry's text at every path of an already listening socket, in a daemon
     thread (the stdlib's WSGI server, a thread per request, as prometheus_client's own

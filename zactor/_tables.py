@@ -1,6 +1,22 @@
-"""Plain-text tables for people: columns sized to their contents, numbers on the right."""
+"""Rows and plain-text tables for people: columns sized to their contents, numbers on the
+right."""
 
 from __future__ import annotations
+
+from typing import Any
+
+
+class Row(dict):
+    """A dict whose keys are also attributes (``row.state`` as ``row["state"]``), as Ray's
+    state dataclasses and its init context allow both. It serialises as the dict it is."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 def human_bytes(n: float) -> str:

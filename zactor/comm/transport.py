@@ -100,6 +100,15 @@ def recv_parts(sock: zmq.Socket) -> list[bytes]:
     return parts
 
 
+def listen_tcp(host: str, port: int, backlog: int = 128):
+    """A listening TCP socket on ``host:port`` (0: a free port), SO_REUSEADDR set, for the
+    HTTP endpoints (zactor.dashboard, node metrics ports). OSError if it is taken."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=backlog)
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (an address, or "localhost") is this machine's loopback: HTTP
     endpoints bound there need no token (zactor.dashboard, node metrics ports)."""

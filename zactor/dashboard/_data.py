@@ -15,7 +15,9 @@ from zactor import config
 
 
 def snapshot(client: Any, rows: int = config.DASHBOARD_ROWS_MAX) -> dict:
-    """The cluster now, from one head, in a few requests (``client`` is a CoreClient)."""
+    """The cluster now, from one head, in a few requests (``client`` is a CoreClient).
+    Task counts by state are since the head started (finished and failed ones included);
+    ``total_tasks`` is what the head still lists."""
     ask = client.request
     status = ask("cluster_status")
     nodes = ask("state", ["nodes", None, rows])["rows"]
@@ -24,7 +26,10 @@ def snapshot(client: Any, rows: int = config.DASHBOARD_ROWS_MAX) -> dict:
     memory = ask("memory", [None, rows])
     jobs = ask("state", ["jobs", None, rows])["rows"]
     groups = ask("state", ["placement_groups", None, rows])["rows"]
-    summary = ask("state_summary", ["tasks"])["cluster"]
+    # The counts by state: the head keeps them as it goes (zactor.head.metrics), where a
+    # state summary would build a row for each of the thousands of finished tasks it
+    # remembers, every second, in the head's loop.
+    counts = ask("metrics")
     by_node = {n["node_id"]: n for n in status["nodes"]}
     for node in nodes:  # the state API's row, with the status report's load and store
         extra = by_node.get(node["node_id"], {})
@@ -35,10 +40,9 @@ def snapshot(client: Any, rows: int = config.DASHBOARD_ROWS_MAX) -> dict:
         node["memory_total"] = extra.get("memory_total", 0.0)
         node["memory_available"] = extra.get("memory_available", 0.0)
         node["load_1m"] = extra.get("load_1m", 0.0)
-    task_states: dict[str, int] = {}
-    for group in summary["summary"].values():
-        for state, count in group["state_counts"].items():
-            task_states[state] = task_states.get(state, 0) + count
+    task_states = {state: n for state, n in counts["tasks"].items() if n}
+    task_states["FINISHED"] = counts["tasks_finished_total"]
+    task_states["FAILED"] = counts["tasks_failed_total"]
     return {
         "time": time.time(),
         "cluster": {
@@ -50,7 +54,7 @@ def snapshot(client: Any, rows: int = config.DASHBOARD_ROWS_MAX) -> dict:
             "dropped_messages": status["dropped_messages"],
             "refused_connections": status["refused_connections"],
             "actors_by_state": status["actors_by_state"], "tasks_by_state": task_states,
-            "total_tasks": summary["total_tasks"],
+            "total_tasks": tasks["total"],
         },
         "nodes": nodes,
         "actors": actors["rows"], "actors_total": actors["total"],

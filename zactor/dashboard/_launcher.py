@@ -31,6 +31,7 @@ import time
 from typing import TYPE_CHECKING
 
 from zactor import _process, config
+from zactor.comm.transport import listen_tcp
 
 if TYPE_CHECKING:
     import subprocess
@@ -45,21 +46,14 @@ TOKEN_ENV = "ZACTOR_DASHBOARD_TOKEN"
 def bind(host: str, port: int, explicit: bool) -> socket.socket:
     """A listening socket on ``host:port``. A default port that is taken moves up (another
     cluster's dashboard may hold it); an explicit one must be free."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     tries = 1 if explicit or port == 0 else config.DASHBOARD_PORT_TRIES
     for attempt in range(tries):
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((host, port + attempt if port else 0))
+            return listen_tcp(host, port + attempt if port else 0)
         except OSError as exc:
-            sock.close()
             if exc.errno != errno.EADDRINUSE or attempt == tries - 1:
                 raise OSError(exc.errno, f"the dashboard cannot listen on {host}:"
                                          f"{port + attempt}: {exc.strerror}") from None
-            continue
-        sock.listen(128)
-        return sock
     raise AssertionError("unreachable")
 
 
@@ -70,7 +64,6 @@ class Dashboard:
         self.head = head
         self.sock = bind(host, port, explicit)
         self.port = self.sock.getsockname()[1]
-        self.host = host
         # Loopback too: every user of the machine can reach a loopback port, and a local
         # cluster is its own user's only (DESIGN promise 5). Only --insecure asked for none.
         self.token: str | None = None
@@ -100,8 +93,7 @@ class Dashboard:
 
         self.head.unwatch_fd(self.sock.fileno())
         cfg = {"address": self.head.cfg["address"], "head_pid": os.getpid(),
-               "fd": self.sock.fileno(), "url": self.url.split("/?")[0],
-               "session": self.head.cfg["session"],
+               "fd": self.sock.fileno(),
                "log_level": self.head.cfg.get("log_level", logging.WARNING)}
         env = dict(os.environ)
         env.pop(TOKEN_ENV, None)

@@ -207,18 +207,17 @@ def snapshot(head: Broker) -> dict[str, Any]:
             "spilled_bytes_total": store.get("spilled_bytes_total", 0),
             "metrics_address": node.info.get("metrics_address") or "",
         }
-        if hasattr(agent, "last_heard"):  # a node agent of its own (not the head's)
-            row["heartbeats_total"] = getattr(agent, "heartbeats", 0)
-            row["heartbeat_age_s"] = max(0.0, now - getattr(agent, "last_heartbeat",
-                                                            agent.last_heard))
+        if node is not head.head_node:  # a node agent of its own: it sends heartbeats
+            row["heartbeats_total"] = agent.heartbeats
+            row["heartbeat_age_s"] = max(0.0, now - agent.last_heartbeat)
         nodes.append(row)
     clients = {"driver": 0, "worker": 0, "observer": 0}
     for client in head.clients.values():
         clients[client.kind] = clients.get(client.kind, 0) + 1
-    user = getattr(head, "user_metrics", None)
+    user = head.user_metrics
     return {
         "time": time.time(),
-        "uptime_s": now - getattr(head, "started_at", now),
+        "uptime_s": now - head.started_at,
         "tasks": tasks,
         "tasks_waiting_for_args": tasks["PENDING_ARGS_AVAIL"],
         "tasks_finished_total": history.recorded - history.failed,
@@ -227,15 +226,15 @@ def snapshot(head: Broker) -> dict[str, Any]:
         "nodes": nodes,
         "scheduler_queue_length": sched.queued,
         "objects": len(head.objects.entries),
-        "messages_received_total": getattr(head, "messages_received", 0),
-        "messages_sent_total": getattr(head, "messages_sent", 0),
+        "messages_received_total": head.messages_received,
+        "messages_sent_total": head.messages_sent,
         "dropped_messages_total": head.dropped,
         "refused_connections_total": head.refusals.refused if head.refusals else 0,
         "refused_versions_total": head.refused_hellos,
         "clients": clients,
-        "user_metrics": user.rows() if user is not None else [],
-        "user_series": user.series if user is not None else 0,
-        "user_series_max": user.max_series if user is not None else 0,
-        "user_series_dropped_total": user.dropped_series if user is not None else 0,
-        "user_records_rejected_total": user.rejected if user is not None else 0,
+        "user_metrics": user.rows(),
+        "user_series": user.series,
+        "user_series_max": user.max_series,
+        "user_series_dropped_total": user.dropped_series,
+        "user_records_rejected_total": user.rejected,
     }

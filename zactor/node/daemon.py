@@ -321,6 +321,7 @@ def _metrics_port(cfg: dict, creds: Credentials) -> dict:
     credentials it asks for the cluster's token (security.http_token)."""
     from zactor import _metrics_export
     from zactor.comm.security import INSECURE, http_token
+    from zactor.comm.transport import listen_tcp
 
     metrics: dict = {"address": "", "note": "", "since": time.monotonic()}
     port = cfg.get("metrics_port", 0)
@@ -333,7 +334,7 @@ def _metrics_port(cfg: dict, creds: Credentials) -> dict:
         return metrics
     ip = cfg["ip"]
     try:
-        sock = _metrics_export.listen(ip, port)
+        sock = listen_tcp(ip, port)
     except OSError as exc:
         metrics["note"] = f"cannot listen on {ip}:{port}: {exc}"
         log.warning("no metrics port: %s", metrics["note"])

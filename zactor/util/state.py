@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from zactor import _state
-from zactor._tables import human_bytes, table
+from zactor._tables import Row, human_bytes, table
 
 __all__ = [
     "StateRow", "get_actor", "get_log", "get_node", "get_placement_group", "get_task",
@@ -53,17 +53,11 @@ DEFAULT_TIMEOUT = 30
 Filter = tuple  # (key, "=" or "!=", value)
 
 
-class StateRow(dict):
+class StateRow(Row):
     """One entry of a list: a dict whose keys are also attributes (``row.state``), as
     Ray's state dataclasses allow both. It serialises as the dict it is."""
 
     __slots__ = ()
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
 
 
 class _Session:
